@@ -1,0 +1,32 @@
+"""SIME trajectory store: versioned episodes in Zarr + Parquet with a read-only DuckDB catalog."""
+
+from .errors import (
+    CorruptStoreError,
+    EpisodeNotFoundError,
+    ImportFormatError,
+    InvalidManifestError,
+    InvalidNameError,
+    NewerStoreError,
+    OutdatedStoreError,
+    ReadOnlySQLError,
+    SchemaVersionError,
+    SQLError,
+    StepMismatchError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+    VersionExistsError,
+    VersionNotFoundError,
+    WriterStateError,
+)
+from .store import SCHEMA_VERSION, Store, init_store, open_store
+from .versions import Version, VersionDiff
+from .writer import EpisodeWriter
+
+__all__ = [
+    "SCHEMA_VERSION", "Store", "open_store", "init_store", "EpisodeWriter", "Version", "VersionDiff",
+    "StoreError", "StoreNotFoundError", "StoreExistsError", "SchemaVersionError", "OutdatedStoreError",
+    "NewerStoreError", "EpisodeNotFoundError", "VersionNotFoundError", "VersionExistsError", "InvalidNameError",
+    "StepMismatchError", "WriterStateError", "ReadOnlySQLError", "SQLError", "InvalidManifestError",
+    "ImportFormatError", "CorruptStoreError",
+]

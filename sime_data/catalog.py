@@ -1,0 +1,351 @@
+"""Episode and version tables read from the store's Parquet files, and the read-only DuckDB catalog."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import CorruptStoreError, ReadOnlySQLError, SQLError
+from .layout import COMPACT_PREFIX, EPISODES_DIR, LOCKS_DIR, VERSION_SUFFIX, VERSIONS_DIR, version_name_from_path
+from .schema import EPISODE_SCHEMA
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+SUPERSEDES_KEY = b"sime.supersedes"
+VERSION_INFO_KEY = b"sime.version"
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("episode_id", pa.string(), nullable=False),
+        pa.field("frame_start", pa.int64(), nullable=False),
+        pa.field("frame_stop", pa.int64(), nullable=False),
+    ]
+)
+VERSIONS_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("parents", pa.list_(pa.string())),
+        ("message", pa.string()),
+        ("rule", pa.string()),
+        ("query", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("n_episodes", pa.int64()),
+        ("n_ranges", pa.int64()),
+        ("n_frames", pa.int64()),
+        ("success_rate", pa.float64()),
+    ]
+)
+#: Statement types a user's SQL may contain: queries only.
+ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _read_parquet(store: "Store", rel: str) -> pa.Table:
+    if store.sfs.is_local:
+        return pq.read_table(store.sfs.path(rel))
+    return pq.read_table(io.BytesIO(store.sfs.read_bytes(rel)))
+
+
+class Catalog:
+    """Cached view of the committed episode rows and versions, refreshed from the file listing."""
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self._file_tables: dict[str, pa.Table] = {}
+        self._supersedes: dict[str, frozenset[str]] = {}
+        self._active: tuple[str, ...] | None = None
+        self._superseded_present: tuple[str, ...] = ()
+        self._episodes: pa.Table = EPISODE_SCHEMA.empty_table()
+        self._episode_index: dict[str, int] | None = None
+        self._version_files: dict[str, tuple[dict[str, Any], pa.Table]] = {}
+        self._version_names: tuple[str, ...] | None = None
+        self._versions = VERSIONS_SCHEMA.empty_table()
+        self._version_episodes = pa.table({"version": pa.array([], pa.string()), **{f.name: pa.array([], f.type) for f in MANIFEST_SCHEMA}})
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._registered: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ episodes
+    def episodes(self) -> pa.Table:
+        """All committed episode rows (fresh: reflects every commit made before the call)."""
+        with self._lock:
+            for attempt in range(20):
+                try:
+                    self._refresh_episodes()
+                    break
+                except FileNotFoundError:
+                    # a compaction removed a file between listing and reading: list again
+                    time.sleep(0.01 * (attempt + 1))
+            else:  # pragma: no cover - only under pathological churn
+                raise CorruptStoreError("episode metadata kept changing while being read; try again")
+            return self._episodes
+
+    def _refresh_episodes(self) -> None:
+        files = self.store.sfs.list_files(EPISODES_DIR, ".parquet")
+        for rel in files:
+            if rel not in self._file_tables:
+                table = self._load_rows(rel)
+                self._file_tables[rel] = table
+        superseded: set[str] = set()
+        for rel in files:
+            superseded |= self._supersedes.get(rel, frozenset())
+        active = tuple(f for f in files if f not in superseded)
+        self._superseded_present = tuple(f for f in files if f in superseded)
+        for rel in list(self._file_tables):
+            if rel not in active:
+                del self._file_tables[rel]
+                self._supersedes.pop(rel, None)
+        if active == self._active:
+            return
+        tables = [self._file_tables[f] for f in active]
+        episodes = pa.concat_tables(tables).combine_chunks() if tables else EPISODE_SCHEMA.empty_table()
+        if episodes.num_rows and pc.count_distinct(episodes["episode_id"]).as_py() != episodes.num_rows:
+            episodes = _drop_duplicate_episodes(episodes)
+        self._episodes = episodes
+        self._episode_index = None
+        self._active = active
+
+    def _load_rows(self, rel: str) -> pa.Table:
+        try:
+            table = _read_parquet(self.store, rel)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # a damaged file must not hide the rest of the store
+            raise CorruptStoreError(f"episode metadata file {rel} is unreadable ({exc}); run `sime-data verify`") from exc
+        meta = table.schema.metadata or {}
+        if SUPERSEDES_KEY in meta:
+            self._supersedes[rel] = frozenset(json.loads(meta[SUPERSEDES_KEY]))
+        return table.replace_schema_metadata(None).cast(EPISODE_SCHEMA)
+
+    def active_episode_files(self) -> tuple[str, ...]:
+        """Row files currently in force (after compaction supersessions)."""
+        with self._lock:
+            self.episodes()
+            return tuple(self._active or ())
+
+    def superseded_files(self) -> tuple[str, ...]:
+        """Row files still on disk whose rows a compacted file already holds (left by an interrupted compaction)."""
+        with self._lock:
+            self.episodes()
+            return self._superseded_present
+
+    def episode_row_index(self) -> dict[str, int]:
+        """Map episode_id -> row number in `episodes()`."""
+        with self._lock:
+            table = self.episodes()
+            if self._episode_index is None:
+                self._episode_index = {eid: i for i, eid in enumerate(table["episode_id"].to_pylist())}
+            return self._episode_index
+
+    # ------------------------------------------------------------------ versions
+    def versions(self) -> tuple[pa.Table, pa.Table]:
+        """(versions table, version_episodes table), fresh from the listing."""
+        with self._lock:
+            files = self.store.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+            names = tuple(version_name_from_path(f) for f in files)
+            if names != self._version_names:
+                for rel, name in zip(files, names):
+                    if name not in self._version_files:
+                        self._version_files[name] = read_version_file(self.store, rel)
+                infos = [self._version_files[n][0] for n in names]
+                self._versions = pa.Table.from_pylist([_version_row(i) for i in infos], schema=VERSIONS_SCHEMA)
+                manifests = [
+                    self._version_files[n][1].add_column(0, "version", pa.array([n] * self._version_files[n][1].num_rows, pa.string()))
+                    for n in names
+                ]
+                if manifests:
+                    self._version_episodes = pa.concat_tables(manifests).combine_chunks()
+                else:
+                    self._version_episodes = self._version_episodes.slice(0, 0)
+                self._version_names = names
+            return self._versions, self._version_episodes
+
+    def version(self, name: str) -> tuple[dict[str, Any], pa.Table] | None:
+        """(info, manifest) of one version, or None if it does not exist."""
+        with self._lock:
+            if name not in self._version_files:
+                from .layout import version_path
+
+                rel = version_path(name)
+                if not self.store.sfs.exists(rel):
+                    return None
+                self._version_files[name] = read_version_file(self.store, rel)
+            return self._version_files[name]
+
+    # ------------------------------------------------------------------ SQL
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            con = duckdb.connect(":memory:")
+            threads = os.cpu_count() or 1
+            con.execute(f"SET threads={max(1, min(4, threads))}")
+            con.execute("SET enable_external_access=false")
+            con.execute("SET lock_configuration=true")
+            self._con = con
+        return self._con
+
+    def _register(self, con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+        if self._registered.get(name) != id(table):
+            con.register(name, table)
+            self._registered[name] = id(table)
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run one read-only SQL query over the views episodes, versions, version_episodes."""
+        statements = check_read_only(query)
+        with self._lock:
+            con = self._connection()
+            episodes = self.episodes()
+            versions, version_episodes = self.versions()
+            self._register(con, "episodes", episodes)
+            self._register(con, "versions", versions)
+            self._register(con, "version_episodes", version_episodes)
+            try:
+                return con.execute(statements[0].query).df()
+            except duckdb.Error as exc:
+                raise SQLError(f"SQL error: {exc}") from exc
+
+
+def check_read_only(query: str) -> list[Any]:
+    """Parse `query`; raise SQLError on syntax errors and ReadOnlySQLError on anything but one query."""
+    if not isinstance(query, str) or not query.strip():
+        raise SQLError("empty SQL query")
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise SQLError(f"SQL syntax error: {exc}") from exc
+    if not statements:
+        raise SQLError("empty SQL query")
+    for statement in statements:
+        if statement.type not in ALLOWED_STATEMENTS:
+            kind = str(statement.type).rsplit(".", 1)[-1]
+            raise ReadOnlySQLError(
+                f"the catalog is read-only: {kind} statements are refused, only SELECT queries run "
+                f"(offending statement: {statement.query.strip()[:80]!r}). Change data through the store API "
+                "(writers, versions) instead."
+            )
+    if len(statements) > 1:
+        raise SQLError("one query at a time, please: found several statements separated by ';'")
+    return statements
+
+
+def _drop_duplicate_episodes(table: pa.Table) -> pa.Table:
+    """Keep the first row of each episode_id (two compactions that raced may repeat rows)."""
+    ids = table["episode_id"].to_pylist()
+    seen: set[str] = set()
+    keep = []
+    for i, eid in enumerate(ids):
+        if eid not in seen:
+            seen.add(eid)
+            keep.append(i)
+    return table.take(pa.array(keep))
+
+
+def read_version_file(store: "Store", rel: str) -> tuple[dict[str, Any], pa.Table]:
+    """(info dict, manifest table) of a version file."""
+    try:
+        table = _read_parquet(store, rel)
+        info = json.loads((table.schema.metadata or {})[VERSION_INFO_KEY])
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise CorruptStoreError(f"version file {rel} is unreadable ({exc}); run `sime-data verify`") from exc
+    return info, table.replace_schema_metadata(None).cast(MANIFEST_SCHEMA)
+
+
+def _version_row(info: dict[str, Any]) -> dict[str, Any]:
+    stats = info.get("stats", {})
+    return {
+        "name": info["name"],
+        "parents": info.get("parents", []),
+        "message": info.get("message"),
+        "rule": json.dumps(info["rule"], sort_keys=True) if info.get("rule") is not None else None,
+        "query": info.get("query"),
+        "created_at": pd.Timestamp(info["created_at"]).to_pydatetime(),
+        "n_episodes": stats.get("n_episodes"),
+        "n_ranges": stats.get("n_ranges"),
+        "n_frames": stats.get("n_frames"),
+        "success_rate": stats.get("success_rate"),
+    }
+
+
+# ---------------------------------------------------------------------- compaction
+class _CompactionLock:
+    """Store-wide advisory lock so two compactions never merge the same files."""
+
+    STALE_SECONDS = 3600
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        self.rel = f"{LOCKS_DIR}/compaction.lock"
+        self.held = False
+
+    def __enter__(self) -> "_CompactionLock":
+        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}).encode()
+        try:
+            self.store.sfs.write_atomic(self.rel, payload, exclusive=True, durable=False)
+            self.held = True
+        except FileExistsError:
+            try:
+                info = json.loads(self.store.sfs.read_bytes(self.rel))
+                if time.time() - float(info.get("at", 0)) > self.STALE_SECONDS:
+                    self.store.sfs.remove(self.rel)
+                    self.store.sfs.write_atomic(self.rel, payload, exclusive=True, durable=False)
+                    self.held = True
+            except (FileNotFoundError, FileExistsError, ValueError):
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            self.store.sfs.remove(self.rel)
+
+
+def _merge_files(store: "Store", files: list[str], out_rel: str, scope: str) -> int:
+    """Write one file with the rows of `files` that supersedes them (and stale leftovers), then delete them."""
+    leftovers = [f for f in store.catalog.superseded_files() if f.startswith(scope + "/")]
+    tables = [_read_parquet(store, f).replace_schema_metadata(None).cast(EPISODE_SCHEMA) for f in files]
+    merged = pa.concat_tables(tables).combine_chunks()
+    merged = merged.replace_schema_metadata({SUPERSEDES_KEY: json.dumps(files + leftovers).encode()})
+    buffer = io.BytesIO()
+    pq.write_table(merged, buffer, compression="zstd", row_group_size=256_000)
+    store.sfs.write_atomic(out_rel, buffer.getvalue(), exclusive=True)
+    for rel in files + leftovers:
+        store.sfs.remove(rel)
+    return merged.num_rows
+
+
+def compact_segment(store: "Store", segment: str) -> int:
+    """Merge one segment's per-episode row files into one; returns the rows merged (0 if skipped)."""
+    with _CompactionLock(store) as lock:
+        if not lock.held:
+            return 0
+        files = [f for f in store.catalog.active_episode_files() if f.startswith(f"{EPISODES_DIR}/{segment}/")]
+        if len(files) < 2:
+            return 0
+        return _merge_files(store, files, f"{EPISODES_DIR}/{segment}/{COMPACT_PREFIX}{uuid.uuid4().hex[:12]}.parquet",
+                            f"{EPISODES_DIR}/{segment}")
+
+
+def compact_store(store: "Store") -> int:
+    """Merge all episode row files of the store into one; returns the number of rows."""
+    with _CompactionLock(store) as lock:
+        if not lock.held:
+            log.info("another compaction is running; skipped")
+            return 0
+        files = list(store.catalog.active_episode_files())
+        if len(files) < 2 and not store.catalog.superseded_files():
+            return 0
+        return _merge_files(store, files, f"{EPISODES_DIR}/{COMPACT_PREFIX}{uuid.uuid4().hex[:12]}.parquet", EPISODES_DIR)
