@@ -52,7 +52,11 @@ def create_segment(
     root: zarr.Group, segment: str, specs: dict[str, KeySpec], align: int, image_shard: int, attrs: dict[str, Any]
 ) -> dict[str, zarr.Array]:
     """Create the segment group and one array per key; metadata is written once, here."""
-    group = root.create_group(segment, attributes={**attrs, "keys": {k: s.to_json() for k, s in specs.items()}})
+    # every chunk is written even when it holds only fill values, so `verify` can tell a missing chunk file
+    # from an all-zero one (recorded in the group attributes)
+    group = root.create_group(
+        segment, attributes={**attrs, "keys": {k: s.to_json() for k, s in specs.items()}, "write_empty_chunks": True}
+    )
     arrays: dict[str, zarr.Array] = {}
     for key, spec in specs.items():
         dtype = np.dtype(spec.dtype)
@@ -72,6 +76,7 @@ def create_segment(
             dtype=dtype,
             compressors=[compressor],
             fill_value=np.zeros((), dtype=dtype).item() if dtype.kind != "V" else None,
+            config={"write_empty_chunks": True},
         )
     return arrays
 

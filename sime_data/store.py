@@ -76,7 +76,7 @@ class Store:
             if create:
                 return cls.create(location)
             hint = " (the directory exists but holds no store)" if sfs.exists("") else ""
-            raise StoreNotFoundError(f"no SIME store at {sfs.location}{hint}; create one with `sime-data init {sfs.location}`")
+            raise StoreNotFoundError(f"no SIME store at {sfs.location}{hint}; create one with `sime-data init --store {sfs.location}`")
         try:
             meta = RootMeta.from_json(sfs.read_bytes(ROOT_FILE))
         except (ValueError, TypeError, KeyError) as exc:
@@ -86,7 +86,7 @@ class Store:
         if meta.schema_version < schema_version:
             raise OutdatedStoreError(
                 f"store at {sfs.location} has format version {meta.schema_version}, this code needs {schema_version}: "
-                f"upgrade it with `sime-data migrate {sfs.location}` (a backup is kept)"
+                f"upgrade it with `sime-data migrate --store {sfs.location}` (a backup is kept)"
             )
         if meta.schema_version > schema_version:
             raise NewerStoreError(
@@ -274,7 +274,7 @@ def _async_fs(fs: Any) -> Any:
         return fs
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-    return AsyncFileSystemWrapper(fs)
+    return AsyncFileSystemWrapper(fs, asynchronous=True)
 
 
 def open_store(location: str | os.PathLike, *, create: bool = False) -> Store:

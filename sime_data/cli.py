@@ -1,0 +1,275 @@
+"""`sime-data`: command-line access to a trajectory store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from .errors import StoreError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _open(args: argparse.Namespace):
+    from .store import open_store
+
+    return open_store(args.store)
+
+
+def print_frame(frame: pd.DataFrame, *, title: str | None = None, max_rows: int = 50) -> None:
+    """Print a DataFrame as a table (first `max_rows` rows)."""
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.head(max_rows).itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    console.print(table)
+    if len(frame) > max_rows:
+        console.print(f"... {len(frame) - max_rows} more rows (use --max-rows, --csv or --json)")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create a new store."""
+    from .store import init_store
+
+    store = init_store(args.store)
+    console.print(f"created store at {store.location} (format {store.root_meta.schema_version})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Summarise a store: counts, keys and shapes, disk size, success rates."""
+    from .summary import store_summary
+
+    summary = store_summary(_open(args))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    console.print(f"[bold]store[/bold] {summary['location']}  format {summary['schema_version']}  "
+                  f"disk {_human_bytes(summary['disk_bytes'])}")
+    console.print(f"episodes {summary['n_episodes']}  frames {summary['n_frames']}  segments {summary['n_segments']}  "
+                  f"versions {summary['n_versions']}")
+    if summary["by_group"]:
+        print_frame(pd.DataFrame(summary["by_group"]), title="episodes by source / task / round")
+    if summary["keys"]:
+        print_frame(pd.DataFrame(summary["keys"]), title="arrays (per-step shape and dtype)")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run a read-only SQL query and print the result."""
+    frame = _open(args).sql(args.query)
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+    elif args.json:
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        print_frame(frame, max_rows=args.max_rows)
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List, show, diff or create versions."""
+    store = _open(args)
+    if args.action == "list":
+        frame = store.versions()
+        if frame.empty:
+            console.print("no versions yet")
+        else:
+            frame["parents"] = frame["parents"].map(lambda p: ", ".join(p))
+            frame["created_at"] = frame["created_at"].dt.strftime("%Y-%m-%d %H:%M")
+            print_frame(frame[["name", "parents", "n_episodes", "n_frames", "success_rate", "created_at", "message"]],
+                        max_rows=10_000)
+    elif args.action == "show":
+        version = store.version(args.name)
+        console.print(version.describe())
+        if args.episodes:
+            print_frame(version.manifest, max_rows=args.max_rows)
+    elif args.action == "diff":
+        diff = store.diff_versions(args.a, args.b)
+        console.print(diff.summary())
+        if diff.added:
+            console.print("added:   " + " ".join(diff.added[: args.max_rows]))
+        if diff.removed:
+            console.print("removed: " + " ".join(diff.removed[: args.max_rows]))
+        if len(diff.changed):
+            print_frame(diff.changed, title="re-trimmed", max_rows=args.max_rows)
+    elif args.action == "create":
+        if bool(args.from_query) == bool(args.episodes_list):
+            raise StoreError("versions create needs exactly one of --from-query SQL or --episodes ID [ID ...]")
+        if args.from_query:
+            version = store.create_version_from_query(args.name, args.from_query, parents=args.parent or (),
+                                                      message=args.message)
+        else:
+            version = store.create_version(args.name, args.episodes_list, parents=args.parent or (),
+                                           message=args.message)
+        console.print(version.describe())
+    return 0
+
+
+def cmd_import_robomimic(args: argparse.Namespace) -> int:
+    """Import a robomimic HDF5 file as episodes plus versions."""
+    from .robomimic_io import import_robomimic
+
+    result = import_robomimic(_open(args), args.file, task=args.task, source=args.source, version=args.version,
+                              progress=not args.quiet)
+    console.print(f"imported {len(result.episode_ids)} episodes ({result.n_frames} frames); "
+                  f"versions: {', '.join(result.versions)}")
+    return 0
+
+
+def cmd_export_robomimic(args: argparse.Namespace) -> int:
+    """Export a version to a robomimic-layout HDF5 file."""
+    from .robomimic_io import export_robomimic
+
+    result = export_robomimic(_open(args), args.version, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    console.print(f"wrote {result.n_demos} demos ({result.n_frames} frames) to {result.path}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every committed row, version and chunk; exit 1 on damage."""
+    from .maintenance import verify
+
+    report = verify(_open(args), check_chunks=not args.no_chunks, progress=not args.quiet)
+    console.print(report.summary())
+    for problem in report.problems:
+        err_console.print(f"[red]problem[/red] {problem}")
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove frames of crashed writers that no committed episode references."""
+    from .maintenance import gc
+
+    report = gc(_open(args), dry_run=args.dry_run, force=args.force)
+    console.print(report.summary())
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Merge the store's episode row files into one."""
+    rows = _open(args).compact()
+    console.print(f"compacted {rows} episode rows" if rows else "nothing to compact")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the store's on-disk format in place (copy-on-write, then switch)."""
+    from migrations.runner import migrate
+
+    applied = migrate(args.store, keep_backup=not args.no_backup, progress=lambda text: console.print(text))
+    console.print(f"applied: {', '.join(applied)}" if applied else "store already up to date")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The sime-data argument parser."""
+    parser = argparse.ArgumentParser(prog="sime-data", description="Versioned trajectory store for SIME.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--store", "-s", default=os.environ.get("SIME_STORE"), required=os.environ.get("SIME_STORE") is None,
+                       help="store directory or fsspec URL (default: $SIME_STORE)")
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create a new, empty store")
+    p = add("info", cmd_info, "counts, array keys and shapes, disk size, success rates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("sql", cmd_sql, "run a read-only SQL query over episodes, versions, version_episodes")
+    p.add_argument("query")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    p.add_argument("--max-rows", type=int, default=50)
+
+    p = add("versions", cmd_versions, "list, show, diff or create versions")
+    vsub = p.add_subparsers(dest="action", required=True)
+    vsub.add_parser("list", help="all versions")
+    show = vsub.add_parser("show", help="one version's details")
+    show.add_argument("name")
+    show.add_argument("--episodes", action="store_true", help="also print the manifest")
+    diff = vsub.add_parser("diff", help="what version B adds/removes/re-trims relative to A")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    create = vsub.add_parser("create", help="create a version from a query or a list of episode ids")
+    create.add_argument("name")
+    create.add_argument("--from-query", help="SQL returning episode_id (and optionally frame_start, frame_stop)")
+    create.add_argument("--episodes", dest="episodes_list", nargs="+", help="episode ids")
+    create.add_argument("--parent", action="append", help="parent version (repeatable)")
+    create.add_argument("--message", "-m", default="")
+    for q in (show, diff):
+        q.add_argument("--max-rows", type=int, default=50)
+    p.set_defaults(max_rows=50)
+
+    p = add("import-robomimic", cmd_import_robomimic, "import a robomimic HDF5 file (each filter key becomes a version)")
+    p.add_argument("file")
+    p.add_argument("--task", help="task name (default: env_args' env_name)")
+    p.add_argument("--version", help="name of the version holding all demos (default: file stem)")
+    p.add_argument("--source", default="import")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("export-robomimic", cmd_export_robomimic, "export a version to a robomimic HDF5 file (trims applied)")
+    p.add_argument("version")
+    p.add_argument("out")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("verify", cmd_verify, "check every referenced chunk and row; exit 1 on damage")
+    p.add_argument("--no-chunks", action="store_true", help="skip reading array chunks (metadata only)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("gc", cmd_gc, "remove unreferenced frames of crashed writers")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed")
+    p.add_argument("--force", action="store_true", help="also reclaim segments whose writer still holds a lock")
+    add("compact", cmd_compact, "merge episode row files into one (faster catalog loads)")
+    p = add("migrate", cmd_migrate, "upgrade the store format (copy-on-write; keeps a backup)")
+    p.add_argument("--no-backup", action="store_true", help="delete the pre-migration copy afterwards")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `sime-data`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except StoreError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
