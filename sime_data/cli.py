@@ -15,8 +15,9 @@ from rich.table import Table
 
 from .errors import StoreError
 
-console = Console()
-err_console = Console(stderr=True)
+#: Piped output (files, CI logs) gets wide tables instead of the 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _open(args: argparse.Namespace):
@@ -181,6 +182,14 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Build an example store and tour it."""
+    from .quickstart import run_quickstart
+
+    run_quickstart(args.store)
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the store's on-disk format in place (copy-on-write, then switch)."""
     from migrations.runner import migrate
@@ -205,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create a new, empty store")
+    p = sub.add_parser("quickstart", help="build an example store (toy demos, rollouts, versions) and tour it")
+    p.add_argument("--store", "-s", default=os.environ.get("SIME_STORE", "sime_store"),
+                   help="where to build it (default: ./sime_store)")
+    p.set_defaults(func=cmd_quickstart)
     p = add("info", cmd_info, "counts, array keys and shapes, disk size, success rates")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("sql", cmd_sql, "run a read-only SQL query over episodes, versions, version_episodes")

@@ -1,0 +1,575 @@
+"""robomimic HDF5 interop: import a robomimic file as episodes + versions, export a version back, bit-exactly.
+
+robomimic layout (read and written with h5py; the robomimic package is never imported)::
+
+    data/                       attrs: env_args (JSON string), total (frames in all demos), ...
+      demo_N/                   attrs: num_samples, model_file (MuJoCo XML), ...
+        actions, states, rewards, dones, obs/<key>, next_obs/<key>, ...   (first dim = num_samples)
+    mask/<filter_key>           1-D array of byte strings naming demos (e.g. train / valid)
+
+Import writes every demo as one episode through a single atomic writer (nothing becomes visible unless
+all demos were written), then makes one version with all demos and one per filter key. Everything an
+exact export needs that is not an array is kept: demo attrs and HDF5 dataset settings in each
+episode's `meta` JSON (key ``robomimic``), file-level attrs and mask formats in the version's rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import ImportFormatError, InvalidNameError, VersionExistsError
+from .schema import check_array_key, check_version_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+    from .versions import Version
+    from .writer import EpisodeWriter
+
+log = logging.getLogger(__name__)
+
+#: Rule `kind` of the all-demos version an import creates.
+IMPORT_RULE_KIND = "robomimic_import"
+#: Rule `kind` of the per-filter-key versions an import creates.
+MASK_RULE_KIND = "robomimic_mask"
+#: Key of the episode `meta` JSON holding what an exact export needs.
+META_KEY = "robomimic"
+#: Demo attrs handled separately from the recorded ones.
+_MODEL_FILE = "model_file"
+_NUM_SAMPLES = "num_samples"
+_DEMO_RE = re.compile(r"^demo_(\d+)$")
+#: HDF5 compression filters re-applied on export (always available in h5py builds).
+_PORTABLE_COMPRESSION = {"gzip", "lzf"}
+
+
+# ============================================================================ results
+@dataclass
+class ImportResult:
+    """What `import_robomimic` created: episode ids (in demo order), version names and frame count."""
+
+    episode_ids: list[str]
+    versions: list[str]
+    n_frames: int
+
+    @property
+    def version(self) -> str:
+        """Name of the all-demos version."""
+        return self.versions[0]
+
+
+@dataclass
+class ExportResult:
+    """What `export_robomimic` wrote: file path, number of demos and frames, and the demo names used."""
+
+    path: Path
+    n_demos: int
+    n_frames: int
+    demo_names: list[str] = field(default_factory=list)
+
+
+# ============================================================================ attribute encoding
+def encode_attr(value: Any) -> dict[str, Any]:
+    """JSON form of one HDF5 attribute value that `decode_attr` turns back into an identical value."""
+    if isinstance(value, str):
+        return {"t": "str", "v": value}
+    if isinstance(value, bytes) and not isinstance(value, np.bytes_):
+        return {"t": "bytes", "b64": base64.b64encode(value).decode()}
+    if isinstance(value, h5py.Empty):
+        return {"t": "empty", "dtype": np.dtype(value.dtype).str}
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O":  # variable-length strings
+        items = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
+        return {"t": "str_array", "shape": list(arr.shape), "v": items}
+    if arr.ndim == 0 and arr.dtype.kind in "biuf":
+        return {"t": "scalar", "dtype": arr.dtype.str, "v": arr.item()}
+    return {"t": "array", "dtype": arr.dtype.str, "shape": list(arr.shape),
+            "b64": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode()}
+
+
+def decode_attr(raw: Mapping[str, Any]) -> Any:
+    """Value to write with h5py for an attribute encoded by `encode_attr`."""
+    kind = raw["t"]
+    if kind == "str":
+        return raw["v"]
+    if kind == "bytes":
+        return base64.b64decode(raw["b64"])
+    if kind == "empty":
+        return h5py.Empty(np.dtype(raw["dtype"]))
+    if kind == "str_array":
+        return np.array(raw["v"], dtype=h5py.string_dtype()).reshape(raw["shape"])
+    if kind == "scalar":
+        return np.array(raw["v"], dtype=np.dtype(raw["dtype"]))[()]
+    arr = np.frombuffer(base64.b64decode(raw["b64"]), dtype=np.dtype(raw["dtype"])).reshape(raw["shape"])
+    return arr[()] if arr.ndim == 0 else arr.copy()
+
+
+def encode_attrs(attrs: h5py.AttributeManager, skip: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Encode every attribute of an HDF5 object except those named in `skip`."""
+    skipped = set(skip)
+    return {name: encode_attr(attrs[name]) for name in attrs.keys() if name not in skipped}
+
+
+def _write_attrs(target: h5py.HLObject, encoded: Mapping[str, Mapping[str, Any]] | None) -> None:
+    for name, raw in (encoded or {}).items():
+        target.attrs[name] = decode_attr(raw)
+
+
+# ============================================================================ import: inspection
+@dataclass
+class _DemoPlan:
+    """One demo as found in the file: its name, datasets (key -> (shape, dtype)) and export notes."""
+
+    name: str
+    length: int
+    datasets: dict[str, tuple[tuple[int, ...], str]]
+    model_xml: str | None
+    record: dict[str, Any]
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """Array layout (keys, per-step shapes, dtypes): demos with equal signatures share a writer."""
+        return tuple(sorted((k, shape[1:], dtype) for k, (shape, dtype) in self.datasets.items()))
+
+
+@dataclass
+class _FilePlan:
+    """Everything `import_robomimic` validated before writing anything."""
+
+    demos: list[_DemoPlan]
+    data_attrs: dict[str, dict[str, Any]]
+    file_attrs: dict[str, dict[str, Any]]
+    env_args: Any
+    masks: dict[str, list[str]]
+    mask_formats: dict[str, dict[str, Any]]
+
+
+def _demo_sort_key(name: str) -> tuple[int, int, str]:
+    match = _DEMO_RE.match(name)
+    return (0, int(match.group(1)), name) if match else (1, 0, name)
+
+
+def _walk(group: h5py.Group, prefix: str = "") -> tuple[dict[str, h5py.Dataset], dict[str, h5py.Group]]:
+    """All datasets and subgroups below `group`, keyed by their path relative to it."""
+    datasets: dict[str, h5py.Dataset] = {}
+    groups: dict[str, h5py.Group] = {}
+    for name, item in group.items():
+        path = f"{prefix}{name}"
+        if isinstance(item, h5py.Dataset):
+            datasets[path] = item
+        elif isinstance(item, h5py.Group):
+            groups[path] = item
+            sub_d, sub_g = _walk(item, path + "/")
+            datasets.update(sub_d)
+            groups.update(sub_g)
+    return datasets, groups
+
+
+def _dataset_record(ds: h5py.Dataset) -> dict[str, Any]:
+    """Storage settings and attrs of a dataset worth restoring on export (empty when all default)."""
+    info: dict[str, Any] = {}
+    if ds.compression in _PORTABLE_COMPRESSION:
+        info["compression"] = ds.compression
+        if ds.compression_opts is not None:
+            info["compression_opts"] = ds.compression_opts
+    if ds.shuffle:
+        info["shuffle"] = True
+    if ds.fletcher32:
+        info["fletcher32"] = True
+    attrs = encode_attrs(ds.attrs)
+    if attrs:
+        info["attrs"] = attrs
+    return info
+
+
+def _inspect_demo(name: str, group: h5py.Group, file_label: str) -> _DemoPlan:
+    """Check one demo group's layout (no bulk data read) and note what an exact export needs."""
+    where = f"{file_label}: data/{name}"
+    datasets, groups = _walk(group)
+    if "actions" not in datasets:
+        raise ImportFormatError(f"{where} has no 'actions' dataset (it has {sorted(datasets) or 'no datasets'})")
+    length = int(datasets["actions"].shape[0]) if datasets["actions"].ndim else -1
+    if length <= 0:
+        raise ImportFormatError(f"{where}/actions has shape {datasets['actions'].shape}: a demo needs at least one step")
+    specs: dict[str, tuple[tuple[int, ...], str]] = {}
+    ds_records: dict[str, Any] = {}
+    for key, ds in sorted(datasets.items()):
+        if ds.ndim == 0 or ds.shape[0] != length:
+            raise ImportFormatError(
+                f"{where}/{key} has shape {ds.shape} but data/{name}/actions has {length} rows: every per-step dataset "
+                f"of a demo must have the same first dimension"
+            )
+        if ds.dtype.kind not in "biufc":
+            raise ImportFormatError(f"{where}/{key} has dtype {ds.dtype}, which the store cannot hold (numbers/bools only)")
+        try:
+            check_array_key(key)
+        except InvalidNameError as exc:
+            raise ImportFormatError(f"{where}/{key}: {exc}") from None
+        specs[key] = (tuple(int(x) for x in ds.shape), ds.dtype.str)
+        rec = _dataset_record(ds)
+        if rec:
+            ds_records[key] = rec
+    attrs = group.attrs
+    if _NUM_SAMPLES in attrs:
+        try:
+            num = int(np.asarray(attrs[_NUM_SAMPLES]))
+        except (TypeError, ValueError):
+            num = None
+        if num != length:
+            raise ImportFormatError(
+                f"{where} says num_samples={attrs[_NUM_SAMPLES]!r} but its actions have {length} rows"
+            )
+    model_raw = attrs[_MODEL_FILE] if _MODEL_FILE in attrs else None
+    model_xml = model_raw if isinstance(model_raw, str) else None
+    record: dict[str, Any] = {
+        "demo": name,
+        "attrs": encode_attrs(attrs, skip=[_MODEL_FILE] if model_xml is not None else []),
+        "has_model_file": model_xml is not None,
+    }
+    if ds_records:
+        record["datasets"] = ds_records
+    group_attrs = {g: encode_attrs(grp.attrs) for g, grp in groups.items() if len(grp.attrs)}
+    record["groups"] = sorted(groups)
+    if group_attrs:
+        record["group_attrs"] = group_attrs
+    return _DemoPlan(name=name, length=length, datasets=specs, model_xml=model_xml, record=record)
+
+
+def _read_mask(name: str, ds: Any, file_label: str) -> tuple[list[str], dict[str, Any]]:
+    """Demo names listed by one mask dataset, and its on-disk format."""
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
+        shape = getattr(ds, "shape", None)
+        raise ImportFormatError(f"{file_label}: mask/{name} must be a 1-D array of demo names (found {type(ds).__name__} {shape})")
+    raw = ds[()]
+    entries = [x.decode() if isinstance(x, bytes) else str(x) for x in raw.tolist()]
+    fmt: dict[str, Any] = {"n": len(entries)}
+    if ds.dtype.kind == "O":
+        fmt["vlen"] = True
+    else:
+        fmt["dtype"] = ds.dtype.str
+    return entries, fmt
+
+
+def _inspect_file(f: h5py.File, file_label: str) -> _FilePlan:
+    """Validate the whole file's layout and collect what import and export need."""
+    data = f.get("data")
+    if not isinstance(data, h5py.Group):
+        raise ImportFormatError(f"{file_label}: no 'data' group at the top level (found {sorted(f.keys())}); not a robomimic file")
+    names = []
+    for name, item in data.items():
+        if not name.startswith("demo_"):
+            log.warning("%s: ignoring data/%s (not a demo_* group)", file_label, name)
+            continue
+        if not isinstance(item, h5py.Group):
+            raise ImportFormatError(f"{file_label}: data/{name} is not a group")
+        names.append(name)
+    if not names:
+        raise ImportFormatError(f"{file_label}: the 'data' group holds no demo_* groups")
+    names.sort(key=_demo_sort_key)
+    demos = [_inspect_demo(name, data[name], file_label) for name in names]
+    data_attrs = encode_attrs(data.attrs)
+    env_args: Any = None
+    if "env_args" in data.attrs:
+        raw_env = data.attrs["env_args"]
+        raw_env = raw_env.decode() if isinstance(raw_env, bytes) else raw_env
+        try:
+            env_args = json.loads(raw_env) if isinstance(raw_env, str) else None
+        except json.JSONDecodeError:
+            log.warning("%s: data.attrs['env_args'] is not JSON; kept as a string", file_label)
+            env_args = raw_env
+    masks: dict[str, list[str]] = {}
+    mask_formats: dict[str, dict[str, Any]] = {}
+    mask_group = f.get("mask")
+    if mask_group is not None:
+        if not isinstance(mask_group, h5py.Group):
+            raise ImportFormatError(f"{file_label}: 'mask' is not a group")
+        known = set(names)
+        for key, ds in _walk(mask_group)[0].items():
+            entries, fmt = _read_mask(key, ds, file_label)
+            unknown = [e for e in entries if e not in known]
+            if unknown:
+                raise ImportFormatError(
+                    f"{file_label}: mask/{key} lists demo(s) not in the file: {unknown[:5]}"
+                    f"{' ...' if len(unknown) > 5 else ''}"
+                )
+            if len(set(entries)) != len(entries):
+                log.warning("%s: mask/%s lists some demos twice; each is kept once", file_label, key)
+                entries = list(dict.fromkeys(entries))
+            masks[key] = entries
+            mask_formats[key] = fmt
+    return _FilePlan(demos=demos, data_attrs=data_attrs, file_attrs=encode_attrs(f.attrs), env_args=env_args,
+                     masks=masks, mask_formats=mask_formats)
+
+
+def _open_h5(path: Path) -> h5py.File:
+    """Open an HDF5 file read-only, turning 'corrupt/not HDF5' into ImportFormatError."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ImportFormatError(f"{path}: cannot be opened as HDF5 (truncated, corrupt or another format): {exc}") from exc
+
+
+def default_version_name(path: str | os.PathLike) -> str:
+    """Version name an import of `path` uses by default: the file stem, made into a valid name."""
+    stem = Path(path).stem
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", stem).replace("..", "_").lstrip("_.-")
+    return name[:200] or "robomimic"
+
+
+def _read_demo(group: h5py.Group, plan: _DemoPlan, file_label: str) -> dict[str, np.ndarray]:
+    """Arrays of one demo, keyed like the store's array keys ('obs/<k>', 'actions', ...)."""
+    out: dict[str, np.ndarray] = {}
+    for key in plan.datasets:
+        try:
+            out[key] = np.asarray(group[key][()])
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            raise ImportFormatError(f"{file_label}: cannot read data/{plan.name}/{key} (corrupt file?): {exc}") from exc
+    return out
+
+
+# ============================================================================ import
+def import_robomimic(
+    store: "Store",
+    path: str | os.PathLike,
+    *,
+    task: str | None = None,
+    source: str = "import",
+    version: str | None = None,
+    progress: bool = True,
+) -> ImportResult:
+    """Import a robomimic HDF5 file: one episode per demo, all-or-nothing, plus an all-demos and per-mask versions."""
+    path = Path(path)
+    file_label = str(path)
+    with _open_h5(path) as f:
+        try:
+            plan = _inspect_file(f, file_label)
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            raise ImportFormatError(f"{file_label}: cannot read the file's layout (corrupt file?): {exc}") from exc
+        version = version if version is not None else default_version_name(path)
+        mask_versions = {key: f"{version}/mask/{key}" for key in plan.masks if plan.masks[key]}
+        targets = [version, *mask_versions.values()]
+        for name in targets:
+            check_version_name(name)
+        taken = [name for name in targets if store.has_version(name)]
+        if taken:
+            raise VersionExistsError(
+                f"version(s) {taken} already exist and versions are immutable; import with another version= name"
+            )
+        if task is None and isinstance(plan.env_args, dict) and isinstance(plan.env_args.get("env_name"), str):
+            task = plan.env_args["env_name"]
+
+        episode_ids: list[str] = []
+        with ExitStack() as stack:
+            writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
+            for demo in tqdm(plan.demos, desc=f"import {path.name}", unit="demo", disable=not progress):
+                arrays = _read_demo(f["data"][demo.name], demo, file_label)
+                writer = writers.get(demo.signature)
+                if writer is None:
+                    writer = stack.enter_context(store.writer(source=source, task=task, atomic=True))
+                    writers[demo.signature] = writer
+                meta: dict[str, Any] = {"source_name": demo.name, META_KEY: {**demo.record, "file": path.name}}
+                states = arrays.get("states")
+                if states is not None and states.ndim == 2:
+                    meta["init_state"] = states[0]
+                episode_ids.append(writer.add_episode(arrays, model_xml=demo.model_xml, **meta))
+    # every episode is committed now; versions refer to them
+    by_demo = dict(zip((d.name for d in plan.demos), episode_ids))
+    n_frames = sum(d.length for d in plan.demos)
+    rule = {
+        "kind": IMPORT_RULE_KIND,
+        "file": path.name,
+        "env_args": plan.env_args,
+        "data_attrs": plan.data_attrs,
+        "file_attrs": plan.file_attrs,
+        "masks": list(plan.masks),
+        "mask_formats": plan.mask_formats,
+    }
+    store.create_version(version, episode_ids, message=f"robomimic import of {path.name} ({len(episode_ids)} demos)",
+                         rule=rule)
+    created = [version]
+    for key, name in mask_versions.items():
+        store.create_version(
+            name, [by_demo[d] for d in plan.masks[key]], parents=[version],
+            message=f"robomimic filter key {key!r} of {path.name}",
+            rule={"kind": MASK_RULE_KIND, "file": path.name, "filter_key": key},
+        )
+        created.append(name)
+    log.info("imported %d demos (%d frames) from %s as version %s", len(episode_ids), n_frames, path, version)
+    return ImportResult(episode_ids=episode_ids, versions=created, n_frames=n_frames)
+
+
+# ============================================================================ export
+def _import_rule(store: "Store", version: "Version") -> dict[str, Any] | None:
+    """The robomimic import rule of `version` or its nearest ancestor, if any."""
+    queue, seen = [version.name], set()
+    while queue:
+        name = queue.pop(0)
+        if name in seen or not store.has_version(name):
+            continue
+        seen.add(name)
+        found = version if name == version.name else store.version(name)
+        if found.rule and found.rule.get("kind") == IMPORT_RULE_KIND:
+            return found.rule
+        queue.extend(found.parents)
+    return None
+
+
+def _mask_names(entries: list[str], fmt: Mapping[str, Any] | None) -> np.ndarray:
+    """Mask dataset contents in the recorded on-disk format when it fits, else robomimic's usual 'S' strings."""
+    if fmt and fmt.get("vlen"):
+        return np.array(entries, dtype=h5py.string_dtype())
+    encoded = [e.encode() for e in entries]
+    if fmt and "dtype" in fmt:
+        dtype = np.dtype(fmt["dtype"])
+        if dtype.kind == "S" and all(len(e) <= dtype.itemsize for e in encoded):
+            return np.array(encoded, dtype=dtype)
+    return np.array(encoded, dtype="S") if encoded else np.zeros(0, dtype="S1")
+
+
+def _choose_names(items: list[dict[str, Any]]) -> list[str]:
+    """Original demo names when every demo is a whole imported episode with a unique name, else demo_<i>."""
+    originals = [it["record"].get("demo") if it["record"] and it["whole"] else None for it in items]
+    if all(originals) and len(set(originals)) == len(originals):
+        return [str(n) for n in originals]
+    return [f"demo_{i}" for i in range(len(items))]
+
+
+def _default_masks(store: "Store", version: str) -> dict[str, str]:
+    prefix = f"{version}/mask/"
+    names = store.versions()["name"].tolist() if len(store.versions()) else []
+    return {n[len(prefix):]: n for n in names if n.startswith(prefix)}
+
+
+def _write_demo(data_group: h5py.Group, name: str, arrays: Mapping[str, np.ndarray], record: Mapping[str, Any] | None,
+                model_xml: str | None, length: int) -> None:
+    """Write one demo group: datasets with their recorded settings, then attrs."""
+    record = record or {}
+    grp = data_group.create_group(name)
+    for sub in record.get("groups", []):
+        grp.require_group(sub)
+    ds_records = record.get("datasets", {})
+    for key, arr in arrays.items():
+        rec = ds_records.get(key, {})
+        kwargs = {k: rec[k] for k in ("compression", "compression_opts", "shuffle", "fletcher32") if k in rec}
+        ds = grp.create_dataset(key, data=arr, **kwargs)
+        _write_attrs(ds, rec.get("attrs"))
+    for sub, attrs in record.get("group_attrs", {}).items():
+        _write_attrs(grp.require_group(sub), attrs)
+    attrs = dict(record.get("attrs", {}))
+    num_fmt = attrs.pop(_NUM_SAMPLES, None)
+    num_dtype = np.dtype(num_fmt["dtype"]) if num_fmt and num_fmt.get("t") == "scalar" else np.dtype(np.int64)
+    _write_attrs(grp, attrs)
+    grp.attrs[_NUM_SAMPLES] = np.array(length, dtype=num_dtype)[()]
+    if model_xml is not None:
+        grp.attrs[_MODEL_FILE] = model_xml
+    elif record.get("has_model_file"):
+        grp.attrs[_MODEL_FILE] = ""
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temp file into place (atomically; never replacing a file unless `overwrite`)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+    except OSError:  # file systems without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def export_robomimic(
+    store: "Store",
+    version: str,
+    path: str | os.PathLike,
+    *,
+    masks: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExportResult:
+    """Write a version as a robomimic HDF5 file: one demo per kept frame range, with attrs and filter-key masks."""
+    path = Path(path)
+    ver = store.version(version)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    mask_versions = dict(masks) if masks is not None else _default_masks(store, version)
+    mask_members = {key: store.version(name).episode_ids for key, name in mask_versions.items()}
+
+    table = store.catalog.episodes().select(["episode_id", "length", "task", "meta", "model_xml_sha", "keys"])
+    rows = {r["episode_id"]: r for r in table.to_pylist()}
+    items: list[dict[str, Any]] = []
+    for eid, start, stop in ver.manifest.itertuples(index=False):
+        row = rows[eid]
+        if "actions" not in row["keys"]:
+            raise ValueError(f"episode {eid} has no 'actions' array; robomimic files need one per demo")
+        meta = json.loads(row["meta"]) if row["meta"] else {}
+        items.append({"episode_id": eid, "start": int(start), "stop": int(stop), "record": meta.get(META_KEY),
+                      "whole": int(start) == 0 and int(stop) == int(row["length"]), "row": row})
+    names = _choose_names(items)
+
+    rule = _import_rule(store, ver)
+    data_attrs = dict(rule.get("data_attrs") or {}) if rule else {}
+    file_attrs = dict(rule.get("file_attrs") or {}) if rule else {}
+    total_fmt = data_attrs.pop("total", None)
+    if "env_args" not in data_attrs:
+        tasks = [it["row"]["task"] for it in items if it["row"]["task"]]
+        env_name = max(set(tasks), key=tasks.count) if tasks else None
+        data_attrs["env_args"] = encode_attr(json.dumps({"env_name": env_name, "type": 1, "env_kwargs": {}}))
+    empty_masks: dict[str, dict[str, Any]] = {}
+    mask_formats: dict[str, Any] = (rule or {}).get("mask_formats") or {}
+    if masks is None and ver.rule and ver.rule.get("kind") == IMPORT_RULE_KIND:
+        empty_masks = {k: v for k, v in mask_formats.items() if v.get("n") == 0 and k not in mask_versions}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    xml_cache: dict[str, str | None] = {}
+    n_frames = 0
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_attrs(f, file_attrs)
+            data_group = f.create_group("data")
+            for it, name in tqdm(list(zip(items, names)), desc=f"export {path.name}", unit="demo", disable=not progress):
+                sha = it["row"]["model_xml_sha"]
+                if sha is not None and sha not in xml_cache:
+                    xml_cache[sha] = store.model_xml(it["episode_id"])
+                arrays = store.read_episode(it["episode_id"], start=it["start"], stop=it["stop"])
+                length = it["stop"] - it["start"]
+                _write_demo(data_group, name, arrays, it["record"], xml_cache.get(sha) if sha else None, length)
+                n_frames += length
+            _write_attrs(data_group, data_attrs)
+            total_dtype = np.dtype(total_fmt["dtype"]) if total_fmt and total_fmt.get("t") == "scalar" else np.dtype(np.int64)
+            data_group.attrs["total"] = np.array(n_frames, dtype=total_dtype)[()]
+            if mask_versions or empty_masks:
+                mask_group = f.create_group("mask")
+                demos_of: dict[str, list[str]] = {}
+                for it, name in zip(items, names):
+                    demos_of.setdefault(it["episode_id"], []).append(name)
+                for key, members in mask_members.items():
+                    entries = [n for eid in members for n in demos_of.get(eid, [])]
+                    mask_group.create_dataset(key, data=_mask_names(entries, mask_formats.get(key)))
+                for key, fmt in empty_masks.items():
+                    mask_group.create_dataset(key, data=_mask_names([], fmt))
+        _publish(tmp, path, overwrite)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("exported version %s (%d demos, %d frames) to %s", version, len(items), n_frames, path)
+    return ExportResult(path=path, n_demos=len(items), n_frames=n_frames, demo_names=names)
