@@ -122,6 +122,7 @@ def encode_attrs(attrs: h5py.AttributeManager, skip: Iterable[str] = ()) -> dict
 
 
 def _write_attrs(target: h5py.HLObject, encoded: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Set attributes encoded by `encode_attrs` on an HDF5 object."""
     for name, raw in (encoded or {}).items():
         target.attrs[name] = decode_attr(raw)
 
@@ -156,6 +157,7 @@ class _FilePlan:
 
 
 def _demo_sort_key(name: str) -> tuple[int, int, str]:
+    """Sort demo_2 before demo_10; names without a number go last."""
     match = _DEMO_RE.match(name)
     return (0, int(match.group(1)), name) if match else (1, 0, name)
 
@@ -448,8 +450,9 @@ def _choose_names(items: list[dict[str, Any]]) -> list[str]:
 
 
 def _default_masks(store: "Store", version: str) -> dict[str, str]:
+    """Filter key -> version name for the versions named '<version>/mask/<key>'."""
     prefix = f"{version}/mask/"
-    names = store.versions()["name"].tolist() if len(store.versions()) else []
+    names = store.versions()["name"].tolist()
     return {n[len(prefix):]: n for n in names if n.startswith(prefix)}
 
 

@@ -121,6 +121,8 @@ class EpisodeWriter:
         self._buffers: dict[str, list[np.ndarray]] = {}
         self._flushed: dict[str, int] = {}
         self._ep_specs: dict[str, KeySpec] | None = None
+        self._blocks: dict[str, int] = {}
+        self._flush_due = 0
         self._length = 0
         self._slot_start = self._next_slot
 
@@ -177,6 +179,8 @@ class EpisodeWriter:
             self._ep_specs = specs
             self._buffers = {key: [] for key in specs}
             self._flushed = {key: 0 for key in specs}
+            self._blocks = {key: block_frames(spec, self._align, self._image_shard) for key, spec in specs.items()}
+            self._flush_due = min(self._blocks.values())
         else:
             if flat.keys() != self._ep_specs.keys():
                 missing = sorted(self._ep_specs.keys() - flat.keys())
@@ -195,7 +199,8 @@ class EpisodeWriter:
         for key, value in flat.items():
             self._buffers[key].append(value)
         self._length += 1
-        self._flush(final=False)
+        if self._length >= self._flush_due:
+            self._flush(final=False)
 
     def add_episode(self, data: Mapping[str, Any], **meta: Any) -> str:
         """Write a whole episode at once from arrays keyed like 'obs/<k>', 'actions', ...; returns its id."""
@@ -214,6 +219,7 @@ class EpisodeWriter:
         write_blocks([(self._arrays[key], self._slot_start, np.ascontiguousarray(value)) for key, value in flat.items()])
         self._flushed = {key: self._length for key in flat}
         self._buffers = {key: [] for key in flat}
+        self._blocks = {}
         rewards = flat.get("rewards")
         return self._commit(meta, rewards)
 
@@ -223,7 +229,7 @@ class EpisodeWriter:
         for key, buffer in self._buffers.items():
             if not buffer:
                 continue
-            block = block_frames(self._ep_specs[key], self._align, self._image_shard)
+            block = self._blocks[key]
             if not final and len(buffer) < block:
                 continue
             count = len(buffer) if final else (len(buffer) // block) * block
@@ -231,6 +237,8 @@ class EpisodeWriter:
             self._flushed[key] += count
             del buffer[:count]
         write_blocks(writes)
+        if self._blocks:
+            self._flush_due = min(self._flushed[k] + b for k, b in self._blocks.items())
 
     def finish(self, **meta: Any) -> str:
         """End the current episode and commit its metadata row (success=, init_state_id=, trial=, ...)."""

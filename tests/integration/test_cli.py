@@ -1,0 +1,96 @@
+"""The `sime-data` command line, run as a real subprocess and through its entry function."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import sime_data
+from conftest import write_episodes
+from sime_data.cli import main
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `sime-data` in a subprocess (the installed console script's module)."""
+    return subprocess.run([sys.executable, "-m", "sime_data.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_init_info_sql_end_to_end(tmp_path):
+    location = str(tmp_path / "s")
+    assert run_cli("init", "--store", location).returncode == 0
+    store = sime_data.open_store(location)
+    write_episodes(store, 4)
+    info = run_cli("info", "--store", location, "--json")
+    assert info.returncode == 0, info.stderr
+    summary = json.loads(info.stdout)
+    assert summary["n_episodes"] == 4 and summary["n_frames"] == 40
+    assert {k["key"] for k in summary["keys"]} >= {"actions", "obs/eef_pos"}
+    assert summary["by_group"][0]["success_rate"] == 0.5
+    table = run_cli("info", "--store", location)
+    assert "episodes 4" in table.stdout and "obs/eef_pos" in table.stdout
+    csv = run_cli("sql", "--store", location, "SELECT trial, count(*) AS n FROM episodes GROUP BY 1 ORDER BY 1", "--csv")
+    assert csv.stdout.splitlines() == ["trial,n", "0,2", "1,2"]
+    as_json = run_cli("sql", "--store", location, "SELECT count(*) AS n FROM episodes", "--json")
+    assert json.loads(as_json.stdout) == [{"n": 4}]
+
+
+def test_bad_sql_and_missing_store_exit_2_with_message(tmp_path, filled_store):
+    refused = run_cli("sql", "--store", filled_store.location, "DROP VIEW episodes")
+    assert refused.returncode == 2 and "read-only" in refused.stderr
+    broken = run_cli("sql", "--store", filled_store.location, "SELEC 1")
+    assert broken.returncode == 2 and "syntax" in broken.stderr
+    missing = run_cli("info", "--store", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "sime-data init" in missing.stderr
+    assert "Traceback" not in refused.stderr + broken.stderr + missing.stderr
+
+
+def test_versions_commands(filled_store, capsys):
+    loc = filled_store.location
+    assert main(["versions", "--store", loc, "create", "wins", "--from-query",
+                 "SELECT episode_id FROM episodes WHERE success", "-m", "successes"]) == 0
+    ids = filled_store.episodes()["episode_id"].tolist()
+    assert main(["versions", "--store", loc, "create", "two", "--episodes", ids[0], ids[1]]) == 0
+    capsys.readouterr()
+    assert main(["versions", "--store", loc, "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "wins" in listing and "two" in listing
+    assert main(["versions", "--store", loc, "show", "wins"]) == 0
+    assert "successes" in capsys.readouterr().out
+    assert main(["versions", "--store", loc, "diff", "two", "wins"]) == 0
+    assert "+2 episodes, -1 episodes" in capsys.readouterr().out
+    assert main(["versions", "--store", loc, "create", "wins", "--episodes", ids[0]]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["versions", "--store", loc, "show", "nope"]) == 2
+    assert "unknown version" in capsys.readouterr().err
+
+
+def test_store_from_environment_and_compact(filled_store, monkeypatch, capsys):
+    write_episodes(filled_store, 2, start_index=6)
+    env_result = run_cli("compact", env={"SIME_STORE": filled_store.location, "PATH": ""})
+    assert env_result.returncode == 0, env_result.stderr
+    assert "compacted 8" in env_result.stdout
+    assert len(sime_data.open_store(filled_store.location).episodes()) == 8
+
+
+def test_quickstart_builds_versions(tmp_path):
+    location = str(tmp_path / "example")
+    result = run_cli("quickstart", "--store", location)
+    assert result.returncode == 0, result.stderr
+    store = sime_data.open_store(location)
+    names = set(store.versions()["name"])
+    assert {"toy/demos", "toy/round0_rollouts"} <= names
+    rollouts = store.episodes(version="toy/round0_rollouts")
+    assert len(rollouts) == 100 and 0 < rollouts["success"].mean() < 1
+    if "toy/round0_selected" in names:
+        selected = store.episodes(version="toy/round0_selected")
+        rates = rollouts.groupby("init_state_id")["success"].mean()
+        assert selected["success"].all()
+        assert (rates.loc[selected["init_state_id"]] < 0.5).all()
+        train = store.version("toy/round1_train")
+        assert set(train.episode_ids) == set(store.version("toy/demos").episode_ids) | set(selected["episode_id"])
+    again = run_cli("quickstart", "--store", location)  # rerun reuses the store
+    assert again.returncode == 0 and len(sime_data.open_store(location).episodes()) == 110
