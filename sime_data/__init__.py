@@ -19,6 +19,7 @@ from .errors import (
     VersionNotFoundError,
     WriterStateError,
 )
+from .robomimic_io import ExportResult, ImportResult, export_robomimic, import_robomimic
 from .store import SCHEMA_VERSION, Store, init_store, open_store
 from .versions import Version, VersionDiff
 from .writer import EpisodeWriter
@@ -28,5 +29,5 @@ __all__ = [
     "StoreError", "StoreNotFoundError", "StoreExistsError", "SchemaVersionError", "OutdatedStoreError",
     "NewerStoreError", "EpisodeNotFoundError", "VersionNotFoundError", "VersionExistsError", "InvalidNameError",
     "StepMismatchError", "WriterStateError", "ReadOnlySQLError", "SQLError", "InvalidManifestError",
-    "ImportFormatError", "CorruptStoreError",
+    "ImportFormatError", "CorruptStoreError", "import_robomimic", "export_robomimic", "ImportResult", "ExportResult",
 ]

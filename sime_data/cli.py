@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    except (FileNotFoundError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
 

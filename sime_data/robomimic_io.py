@@ -490,10 +490,10 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it") from None
     except OSError:  # file systems without hard links
         if path.exists():
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it") from None
+            raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it") from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -512,7 +512,7 @@ def export_robomimic(
     path = Path(path)
     ver = store.version(version)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     mask_versions = dict(masks) if masks is not None else _default_masks(store, version)
     mask_members = {key: store.version(name).episode_ids for key, name in mask_versions.items()}
 

@@ -99,7 +99,8 @@ class EpisodeWriter:
         self.segment = new_segment_id()
         self.atomic = atomic
         self.defaults: dict[str, Any] = {"source": source, "task": task, **defaults}
-        self._model_xml_sha = store_blob(store, model_xml.encode(), ".xml") if model_xml else None
+        self._pending_blobs: dict[str, bytes] = {}
+        self._model_xml_sha = self._blob_sha(model_xml) if model_xml else None
         self._align = store.root_meta.align_frames
         self._image_shard = store.root_meta.image_shard_frames
         self._specs: dict[str, KeySpec] | None = None
@@ -115,6 +116,15 @@ class EpisodeWriter:
                         "source": source, "task": task}).encode(),
             durable=False,
         )
+
+    def _blob_sha(self, model_xml: str) -> str:
+        """Store the model XML now (or, for an atomic writer, when it commits); return its sha256."""
+        data = model_xml.encode()
+        if not self.atomic:
+            return store_blob(self.store, data, ".xml")
+        sha = hashlib.sha256(data).hexdigest()
+        self._pending_blobs[sha] = data
+        return sha
 
     # ----------------------------------------------------------------- episode state
     def _reset_episode(self) -> None:
@@ -287,7 +297,7 @@ class EpisodeWriter:
             length=self._length,
             created_at=utc_now(),
             keys=sorted(self._ep_specs),
-            model_xml_sha=store_blob(self.store, model_xml.encode(), ".xml") if model_xml else self._model_xml_sha,
+            model_xml_sha=self._blob_sha(model_xml) if model_xml else self._model_xml_sha,
         )
         if self.atomic:
             self._pending_rows.append(row)
@@ -310,11 +320,14 @@ class EpisodeWriter:
         sfs = self.store.sfs
         if self.atomic:
             if error is None and self._pending_rows:
+                for data in self._pending_blobs.values():
+                    store_blob(self.store, data, ".xml")
                 write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/batch.parquet", self._pending_rows)
             elif error is not None:
                 self._committed.clear()
                 sfs.remove(f"data/{self.segment}", recursive=True)
             self._pending_rows = []
+            self._pending_blobs = {}
         elif len(self._committed) > 1:
             from .catalog import compact_segment
 

@@ -94,3 +94,23 @@ def test_quickstart_builds_versions(tmp_path):
         assert set(train.episode_ids) == set(store.version("toy/demos").episode_ids) | set(selected["episode_id"])
     again = run_cli("quickstart", "--store", location)  # rerun reuses the store
     assert again.returncode == 0 and len(sime_data.open_store(location).episodes()) == 110
+
+
+def test_robomimic_import_export_commands(store, tmp_path):
+    from test_robomimic import assert_same_file, make_robomimic_file
+
+    source = tmp_path / "lift_ph.hdf5"
+    make_robomimic_file(source)
+    imported = run_cli("import-robomimic", "--store", store.location, str(source), "-q")
+    assert imported.returncode == 0, imported.stderr
+    assert "versions: lift_ph" in imported.stdout
+    out = tmp_path / "export.hdf5"
+    exported = run_cli("export-robomimic", "--store", store.location, "lift_ph", str(out), "-q")
+    assert exported.returncode == 0, exported.stderr
+    assert_same_file(source, out)
+    again = run_cli("export-robomimic", "--store", store.location, "lift_ph", str(out), "-q")
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = tmp_path / "bad.hdf5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    refused = run_cli("import-robomimic", "--store", store.location, str(bad), "-q")
+    assert refused.returncode == 2 and "bad.hdf5" in refused.stderr and "Traceback" not in refused.stderr
