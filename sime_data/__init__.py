@@ -2,6 +2,7 @@
 
 from .errors import (
     CorruptStoreError,
+    EmptyVersionError,
     EpisodeNotFoundError,
     ImportFormatError,
     InvalidManifestError,
@@ -15,11 +16,14 @@ from .errors import (
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
+    UnknownKeyError,
     VersionExistsError,
     VersionNotFoundError,
     WriterStateError,
 )
 from .robomimic_io import ExportResult, ImportResult, export_robomimic, import_robomimic
+from .sampler import SequenceSampler, VersionData, load_version_arrays, split_episodes
+from .stats import version_stats
 from .store import SCHEMA_VERSION, Store, init_store, open_store
 from .versions import Version, VersionDiff
 from .writer import EpisodeWriter
@@ -30,4 +34,6 @@ __all__ = [
     "NewerStoreError", "EpisodeNotFoundError", "VersionNotFoundError", "VersionExistsError", "InvalidNameError",
     "StepMismatchError", "WriterStateError", "ReadOnlySQLError", "SQLError", "InvalidManifestError",
     "ImportFormatError", "CorruptStoreError", "import_robomimic", "export_robomimic", "ImportResult", "ExportResult",
+    "SequenceSampler", "VersionData", "load_version_arrays", "split_episodes", "version_stats", "UnknownKeyError",
+    "EmptyVersionError",
 ]

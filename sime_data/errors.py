@@ -75,3 +75,14 @@ class ImportFormatError(StoreError):
 
 class CorruptStoreError(StoreError):
     """The store is damaged (a missing chunk, an unreadable metadata file, ...)."""
+
+
+class UnknownKeyError(StoreError, KeyError):
+    """An array key that the version's episodes do not all have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyVersionError(StoreError, ValueError):
+    """A version (or episode subset) that yields no frames or no training windows."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import StoreError
+from .errors import EmptyVersionError, StoreError, UnknownKeyError
 from .segment import KeySpec, read_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,17 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Default memory budget of the per-process image frame cache.
 DEFAULT_IMAGE_CACHE_MB = 256.0
-
-
-class UnknownKeyError(StoreError, KeyError):
-    """An array key that the version's episodes do not all have."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0]) if self.args else ""
-
-
-class EmptyVersionError(StoreError, ValueError):
-    """A version (or episode subset) that yields no frames or no training windows."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -64,6 +53,7 @@ class _FrameCache:
         self.misses = 0
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        """Cached frame or None (counts hits and misses)."""
         with self._lock:
             value = self._items.get(key)
             if value is None:
@@ -74,6 +64,7 @@ class _FrameCache:
             return value
 
     def put(self, key: tuple[str, int], value: np.ndarray) -> None:
+        """Insert a frame, evicting the least recently used beyond capacity."""
         if self.capacity == 0:
             return
         with self._lock:
@@ -83,6 +74,7 @@ class _FrameCache:
                 self._items.popitem(last=False)
 
     def clear(self) -> None:
+        """Drop every cached frame."""
         with self._lock:
             self._items.clear()
 
@@ -110,6 +102,8 @@ class VersionData:
     range_ends: np.ndarray  # (R,) int64: cumulative kept lengths (buffer end of each range)
     store: "Store | None" = field(default=None, repr=False)
     image_cache_mb: float = DEFAULT_IMAGE_CACHE_MB
+    image_read_frames: int | None = None
+    image_shard_frames: int = 64
     _store_location: str | None = field(default=None, repr=False)
     _caches: dict[str, _FrameCache] = field(default_factory=dict, repr=False)
 
@@ -221,27 +215,34 @@ class VersionData:
         return out[inverse].reshape(frames.shape + tuple(spec.shape))
 
     def _fetch(self, key: str, uniq: np.ndarray, missing: np.ndarray, out: np.ndarray, cache: _FrameCache) -> None:
-        """Read missing frames from Zarr, one read per contiguous run of segment frames, concurrently."""
+        """Read missing frames from Zarr in aligned blocks of `image_read_frames` (read-ahead), concurrently."""
         store = self._get_store()
         g = uniq[missing]
         r = self.range_of(g)
-        seg_frame = self.range_seg_start[r] + g - self.range_starts[r]
-        segments = self.range_segments[r]
-        order = np.lexsort((seg_frame, segments))
-        runs: list[tuple[str, int, int, list[int]]] = []  # segment, lo, hi, positions in `missing`
-        for i in order.tolist():
-            seg, f = segments[i], int(seg_frame[i])
-            if runs and runs[-1][0] == seg and runs[-1][2] == f:
-                runs[-1] = (seg, runs[-1][1], f + 1, runs[-1][3] + [i])
-            else:
-                runs.append((seg, f, f + 1, [i]))
-        blocks = read_blocks([(store.array(seg, key), lo, hi) for seg, lo, hi, _ in runs])
-        for (_, _, _, members), block in zip(runs, blocks):
-            for offset, i in enumerate(members):
-                j = int(missing[i])
-                frame = np.array(block[offset])
-                out[j] = frame
-                cache.put((key, int(uniq[j])), frame)
+        starts = self.range_starts[r]
+        seg_base = self.range_seg_start[r]
+        seg_frame = seg_base + g - starts
+        step = self.image_read_frames
+        if step is None:  # whole shards (cheapest per frame) when they stay cached, else single frames
+            step = self.image_shard_frames if cache.capacity >= self.n_frames else 1
+        step = max(1, int(step))
+        aligned = (seg_frame // step) * step
+        seg_lo = np.maximum(aligned, seg_base)  # blocks never leave the kept range
+        seg_hi = np.minimum(aligned + step, seg_base + self.range_ends[r] - starts)
+        buf_lo = starts + seg_lo - seg_base
+        blocks: dict[int, tuple[int, int, int]] = {}  # buffer start -> (range, seg lo, seg hi)
+        for i in range(len(g)):
+            blocks.setdefault(int(buf_lo[i]), (int(r[i]), int(seg_lo[i]), int(seg_hi[i])))
+        order = list(blocks)
+        arrays = read_blocks([(store.array(self.range_segments[blocks[b][0]], key), blocks[b][1], blocks[b][2])
+                              for b in order])
+        by_start = dict(zip(order, arrays))
+        for b, block in by_start.items():
+            for k in range(len(block)):
+                cache.put((key, b + k), np.array(block[k]))
+        for i, j in enumerate(missing.tolist()):
+            b = int(buf_lo[i])
+            out[j] = by_start[b][int(g[i]) - b]
 
     def iter_blocks(self, key: str, block_frames: int = 256, concurrency: int = 8) -> Iterator[np.ndarray]:
         """Yield every kept frame of `key` in order, as arrays of at most `block_frames` frames."""
@@ -363,11 +364,15 @@ def load_version_arrays(
     lowdim_only: bool | None = None,
     episodes: Iterable[str] | None = None,
     image_cache_mb: float = DEFAULT_IMAGE_CACHE_MB,
+    image_read_frames: int | None = None,
 ) -> VersionData:
     """Load the version's kept frames of `keys` (default: all) into contiguous per-key buffers.
 
     ``lowdim_only=None`` (default) loads low-dim keys and leaves image keys (``KeySpec.is_image``)
-    in Zarr, read on demand through an LRU frame cache of ``image_cache_mb``; ``False`` loads image
+    in Zarr, read on demand through an LRU frame cache of ``image_cache_mb``. A miss reads an aligned
+    block of ``image_read_frames`` frames (clipped to the kept range) and caches them all; the default
+    reads whole shards (about 6x cheaper per frame than single frames, 10x dearer per read) when the
+    cache can hold every kept frame of the key, else single frames. ``False`` loads image
     keys into memory too; ``True`` refuses image keys. ``episodes`` restricts to some episode ids
     (e.g. a train/validation split). Each segment's needed frames are read once, concurrently.
     """
@@ -424,6 +429,8 @@ def load_version_arrays(
         range_ends=range_ends.astype(np.int64),
         store=store,
         image_cache_mb=image_cache_mb,
+        image_read_frames=image_read_frames,
+        image_shard_frames=int(store.root_meta.image_shard_frames),
     )
 
 
@@ -441,21 +448,33 @@ def split_episodes(episode_ids: Sequence[str], val_ratio: float, seed: int = 0) 
 
 
 # ---------------------------------------------------------------------------------------------- sampling
+def _check_lowdim(keys: Iterable[str], specs: Mapping[str, KeySpec]) -> None:
+    images = [k for k in keys if specs[k].is_image]
+    if images:
+        raise ValueError(f"{images} are image-sized keys read on demand; actions and extra keys must be low-dim")
+
+
 class SequenceSampler:
     """Fixed-length training windows over a version's kept ranges, with Diffusion-Policy edge padding.
 
-    Window ``i`` covers ``horizon`` consecutive frames of one kept range, starting between
-    ``pad_before`` frames before the range and ``pad_after`` frames before its end-plus-one minus
-    ``horizon``; frames outside the range repeat its first/last frame. Defaults follow Diffusion
-    Policy: ``pad_before = n_obs_steps - 1`` (the first action can be predicted from a padded
-    observation history) and ``pad_after = n_action_steps - 1`` (the last executed action chunk may
-    run past the range end). Ranges shorter than ``horizon - pad_before - pad_after`` yield no window.
+    Each kept range of ``L`` frames is its own sequence. Its windows are ``horizon`` consecutive
+    frames starting at every offset from ``-pad_before`` to ``L - horizon + pad_after`` (relative to
+    the range); frames outside the range repeat its first/last frame, so no window crosses a trim
+    cut. Defaults follow Diffusion Policy: ``pad_before = n_obs_steps - 1`` (the first action can be
+    predicted from a padded observation history) and ``pad_after = n_action_steps - 1`` (the last
+    executed action chunk may run past the range end). ``n_action_steps`` (actions executed per chunk,
+    from the last observation step on) defaults to 8 as in Diffusion Policy, capped at
+    ``horizon - n_obs_steps + 1``; it only sets the default ``pad_after``. Ranges shorter than
+    ``horizon - pad_before - pad_after`` yield no window (logged).
 
     A sample is a dict: each observation key (resolved store name, e.g. ``'obs/object'``) with
     shape ``(n_obs_steps, ...)`` (the window's first frames), ``'action'`` ``(horizon, A)``, every
     extra key ``(horizon, ...)`` and ``'weight'`` ``(horizon,)`` float32, the per-frame weight of
-    each action step (ones unless ``frame_weights`` is given). With ``return_pad_mask=True`` a
-    boolean ``'is_pad'`` ``(horizon,)`` marks padded steps.
+    each action step (ones unless ``frame_weights`` maps episode ids to a scalar or one weight per
+    episode frame). With ``return_pad_mask=True`` a boolean ``'is_pad'`` ``(horizon,)`` marks padded
+    steps. ``version`` may be a name, a `Version` or a `VersionData` already loaded (share one between
+    samplers); ``episodes`` restricts to some episode ids. Image observation keys are read on demand
+    (see `load_version_arrays` for ``image_cache_mb`` and ``image_read_frames``).
     """
 
     def __init__(
@@ -467,7 +486,7 @@ class SequenceSampler:
         action_key: str = "actions",
         n_obs_steps: int = 2,
         horizon: int = 16,
-        n_action_steps: int = 8,
+        n_action_steps: int | None = None,
         pad_before: int | None = None,
         pad_after: int | None = None,
         extra_keys: Sequence[str] = (),
@@ -475,14 +494,18 @@ class SequenceSampler:
         episodes: Iterable[str] | None = None,
         return_pad_mask: bool = False,
         image_cache_mb: float = DEFAULT_IMAGE_CACHE_MB,
+        image_read_frames: int | None = None,
     ) -> None:
         if n_obs_steps < 1 or horizon < 1:
             raise ValueError(f"n_obs_steps and horizon must be >= 1 (got {n_obs_steps}, {horizon})")
         if horizon < n_obs_steps:
             raise ValueError(f"horizon ({horizon}) must be >= n_obs_steps ({n_obs_steps}): the window starts at the "
                              "first observation frame and must cover the whole observation history")
-        if not 1 <= n_action_steps <= horizon:
-            raise ValueError(f"n_action_steps must be in [1, horizon={horizon}], got {n_action_steps}")
+        max_action_steps = horizon - n_obs_steps + 1
+        n_action_steps = min(8, max_action_steps) if n_action_steps is None else int(n_action_steps)
+        if not 1 <= n_action_steps <= max_action_steps:
+            raise ValueError(f"n_action_steps must be in [1, horizon - n_obs_steps + 1 = {max_action_steps}] (the "
+                             f"executed actions start at the last observation step), got {n_action_steps}")
         pad_before = n_obs_steps - 1 if pad_before is None else int(pad_before)
         pad_after = n_action_steps - 1 if pad_after is None else int(pad_after)
         for name, value in (("pad_before", pad_before), ("pad_after", pad_after)):
@@ -510,12 +533,12 @@ class SequenceSampler:
             self.obs_keys = resolve_keys(obs_keys, available)
             self.action_key = resolve_keys([action_key], available)[0]
             self.extra_keys = resolve_keys(extra_keys, available)
+            _check_lowdim([self.action_key, *self.extra_keys], available)
             wanted = list(dict.fromkeys([*self.obs_keys, self.action_key, *self.extra_keys]))
-            data = load_version_arrays(store, ver, wanted, episodes=episodes, image_cache_mb=image_cache_mb)
+            data = load_version_arrays(store, ver, wanted, episodes=episodes, image_cache_mb=image_cache_mb,
+                                       image_read_frames=image_read_frames)
         self.data = data
-        for key in [self.action_key, *self.extra_keys]:
-            if key not in data.data:
-                raise ValueError(f"{key!r} is an image-sized key; actions and extra keys must be low-dim")
+        _check_lowdim([k for k in [self.action_key, *self.extra_keys] if k not in data.data], data.specs)
         self.weights = self._build_weights(frame_weights)
         self._build_index()
 
@@ -618,7 +641,12 @@ class SequenceSampler:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         """One window as a dict of arrays (per-sample path: slices plus explicit edge padding)."""
-        i = int(self._check_indices(index))
+        n = len(self.window_start)
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"window index {index} out of range for a sampler of {n} windows")
         r = int(self.window_range[i])
         start = int(self.window_start[i])
         lo, hi = int(self._range_lo[r]), int(self._range_hi[r]) + 1
@@ -626,11 +654,16 @@ class SequenceSampler:
         before, after = a - start, start + self.horizon - b
 
         def window(buffer: np.ndarray, length: int) -> np.ndarray:
-            piece = buffer[a: min(b, start + length)] if a < start + length else buffer[a: a]
+            stop = min(b, start + length)
             pre = min(before, length)
-            post = length - pre - len(piece)
-            parts = [np.repeat(buffer[a: a + 1], pre, axis=0), piece, np.repeat(buffer[b - 1: b], post, axis=0)]
-            return np.concatenate(parts, axis=0)
+            if pre == 0 and stop - a == length:
+                return buffer[a:stop].copy()  # no padding: a copy, so callers may modify it freely
+            out = np.empty((length, *buffer.shape[1:]), dtype=buffer.dtype)
+            out[:pre] = buffer[a]
+            count = max(0, stop - a)
+            out[pre: pre + count] = buffer[a: a + count]
+            out[pre + count:] = buffer[b - 1]
+            return out
 
         data = self.data
         out: dict[str, np.ndarray] = {}

@@ -56,6 +56,7 @@ class _Moments:
         np.maximum(self.max, block.max(axis=0), out=self.max)
 
     def result(self) -> dict[str, np.ndarray]:
+        """min, max, mean and population std of everything added."""
         std = np.sqrt(np.maximum(self.m2 / max(self.count, 1), 0.0))
         return {"min": self.min.copy(), "max": self.max.copy(), "mean": self.mean.copy(), "std": std}
 

@@ -29,11 +29,13 @@ def action_of(ep: int, t: np.ndarray) -> np.ndarray:
 
 
 def pos_of(ep: int, t: np.ndarray) -> np.ndarray:
+    """obs/pos[t, d] = -(ep*1000 + t) - 10*d."""
     t = np.asarray(t)
     return (-(ep * 1000 + t[..., None]) - 10 * np.arange(3)).astype(np.float32)
 
 
 def image_of(ep: int, t: np.ndarray) -> np.ndarray:
+    """A (40, 40, 3) uint8 frame identifying (episode, step)."""
     t = np.asarray(t)
     base = (ep * 37 + t * 5) % 200
     img = np.zeros((*t.shape, *IMG_SHAPE), dtype=np.uint8)
@@ -44,6 +46,7 @@ def image_of(ep: int, t: np.ndarray) -> np.ndarray:
 
 
 def episode_arrays(ep: int, length: int) -> dict[str, np.ndarray]:
+    """Every array of test episode `ep`."""
     t = np.arange(length)
     return {
         "obs/pos": pos_of(ep, t),
@@ -60,6 +63,7 @@ LENGTHS = {0: 12, 1: 30, 2: 7, 3: 25, 4: 40}
 
 @pytest.fixture(scope="module")
 def store_info(tmp_path_factory):
+    """Store with 5 episodes in 2 segments; versions 'all', 'trimmed' (cuts, a drop) and 'one'."""
     store = sime_data.init_store(tmp_path_factory.mktemp("sampler") / "s")
     ids: dict[int, str] = {}
     with store.writer("demo", "lift") as w:
@@ -76,6 +80,7 @@ def store_info(tmp_path_factory):
 
 
 def ep_of(ids: dict[int, str], eid: str) -> int:
+    """Test episode index of an episode id."""
     return {v: k for k, v in ids.items()}[eid]
 
 
@@ -228,6 +233,7 @@ def test_sample_batch_equals_getitem(store_info):
             np.testing.assert_array_equal(batch[key][b], one[key], err_msg=key)
             assert batch[key].dtype == one[key].dtype
     assert batch["obs/img"].shape == (64, 3, *IMG_SHAPE)
+    np.testing.assert_array_equal(s.data.episode_frames(s.window_frames(idx)), s.window_meta(idx)["frame_index"])
     assert batch["rewards"].shape == (64, 7)
     with pytest.raises(IndexError):
         s.sample_batch([len(s)])
@@ -235,21 +241,25 @@ def test_sample_batch_equals_getitem(store_info):
         s[-len(s) - 1]
 
 
-def test_image_key_read_on_demand(store_info):
+@pytest.mark.parametrize("cache_mb, read_frames", [(0.05, None), (0.05, 4), (64, None), (64, 1), (64, 8)])
+def test_image_key_read_on_demand(store_info, cache_mb, read_frames):
     store, ids = store_info
+    # 0.05 MB holds ~10 frames (exercises eviction); 64 MB holds all (default then reads whole shards ahead)
     s = SequenceSampler(store, "trimmed", obs_keys=["img"], n_obs_steps=2, horizon=4, n_action_steps=2,
-                        image_cache_mb=0.05)  # ~10 frames: exercises eviction
+                        image_cache_mb=cache_mb, image_read_frames=read_frames)
     meta = s.window_meta(np.arange(len(s)))
     for i in list(range(0, len(s), 3)) + [len(s) - 1]:
         ep = ep_of(ids, meta["episode_id"][i])
         np.testing.assert_array_equal(s[i]["obs/img"], image_of(ep, meta["frame_index"][i][:2]))
-    idx = np.arange(len(s))[::-5]
+    idx = np.arange(len(s))[::-1]  # second pass: mostly cache hits, filled by read-ahead
     batch = s.sample_batch(idx)
     for b, i in enumerate(idx):
         ep = ep_of(ids, meta["episode_id"][i])
         np.testing.assert_array_equal(batch["obs/img"][b], image_of(ep, meta["frame_index"][i][:2]))
     info = s.data.cache_info()["obs/img"]
     assert 0 < info["frames"] <= info["capacity"] and info["hits"] > 0
+    if cache_mb == 64 and read_frames is None:  # whole shards read ahead, clipped to the kept ranges
+        assert info["frames"] == s.data.n_frames
 
 
 def test_frame_weights(store_info):
