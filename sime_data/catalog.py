@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import duckdb
 import pandas as pd
@@ -78,6 +78,11 @@ class Catalog:
         self._version_episodes = pa.table({"version": pa.array([], pa.string()), **{f.name: pa.array([], f.type) for f in MANIFEST_SCHEMA}})
         self._con: duckdb.DuckDBPyConnection | None = None
         self._registered: dict[str, int] = {}
+        self._footers: set[str] = set()
+        self._listed: tuple[str, ...] | None = None
+        self._dup_possible = False
+        self._dataset: tuple[tuple[str, ...], Any] | None = None
+        self._column_cache: dict[tuple[str, ...], pa.Table] = {}
 
     # ------------------------------------------------------------------ episodes
     def episodes(self) -> pa.Table:
@@ -94,30 +99,109 @@ class Catalog:
                 raise CorruptStoreError("episode metadata kept changing while being read; try again")
             return self._episodes
 
-    def _refresh_episodes(self) -> None:
+    def _retrying(self, fn: Any) -> Any:
+        """Call `fn`, listing again when a compaction removed a file between listing and reading."""
+        for attempt in range(20):
+            try:
+                return fn()
+            except FileNotFoundError:
+                time.sleep(0.01 * (attempt + 1))
+        raise CorruptStoreError("episode metadata kept changing while being read; try again")  # pragma: no cover
+
+    def _refresh_files(self) -> tuple[str, ...]:
+        """List row files, read the footers of new ones (supersessions only), return the active files."""
         files = self.store.sfs.list_files(EPISODES_DIR, ".parquet")
         for rel in files:
-            if rel not in self._file_tables:
-                table = self._load_rows(rel)
-                self._file_tables[rel] = table
+            if rel not in self._footers:
+                self._read_footer(rel)
+        present = set(files)
+        for rel in list(self._footers):
+            if rel not in present:
+                self._footers.discard(rel)
+                self._supersedes.pop(rel, None)
+                self._file_tables.pop(rel, None)
         superseded: set[str] = set()
         for rel in files:
             superseded |= self._supersedes.get(rel, frozenset())
         active = tuple(f for f in files if f not in superseded)
         self._superseded_present = tuple(f for f in files if f in superseded)
+        if active != self._listed:
+            # rows repeat only when two compactions merged the same file (a raced compaction)
+            seen: set[str] = set()
+            dup = False
+            for rel in active:
+                merged = self._supersedes.get(rel, frozenset())
+                if seen & merged:
+                    dup = True
+                seen |= merged
+            self._dup_possible = dup
+            self._listed = active
+            self._column_cache = {}
+        return active
+
+    def _read_footer(self, rel: str) -> None:
+        try:
+            if self.store.sfs.is_local:
+                schema = pq.read_schema(self.store.sfs.path(rel))
+            else:
+                schema = pq.read_schema(io.BytesIO(self.store.sfs.read_bytes(rel)))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # a damaged file must not hide the rest of the store
+            raise CorruptStoreError(f"episode metadata file {rel} is unreadable ({exc}); run `sime-data verify`") from exc
+        meta = schema.metadata or {}
+        if SUPERSEDES_KEY in meta:
+            self._supersedes[rel] = frozenset(json.loads(meta[SUPERSEDES_KEY]))
+        self._footers.add(rel)
+
+    def _refresh_episodes(self) -> None:
+        active = self._refresh_files()
+        for rel in active:
+            if rel not in self._file_tables:
+                self._file_tables[rel] = self._load_rows(rel)
         for rel in list(self._file_tables):
             if rel not in active:
                 del self._file_tables[rel]
-                self._supersedes.pop(rel, None)
         if active == self._active:
             return
         tables = [self._file_tables[f] for f in active]
-        episodes = pa.concat_tables(tables).combine_chunks() if tables else EPISODE_SCHEMA.empty_table()
-        if episodes.num_rows and pc.count_distinct(episodes["episode_id"]).as_py() != episodes.num_rows:
+        episodes = pa.concat_tables(tables) if tables else EPISODE_SCHEMA.empty_table()
+        if self._dup_possible and pc.count_distinct(episodes["episode_id"]).as_py() != episodes.num_rows:
             episodes = _drop_duplicate_episodes(episodes)
         self._episodes = episodes
         self._episode_index = None
         self._active = active
+
+    def _episode_dataset(self, active: tuple[str, ...]) -> Any:
+        """A lazy pyarrow dataset over the active row files (DuckDB reads only the columns a query uses)."""
+        import pyarrow.dataset as ds
+
+        if self._dataset is None or self._dataset[0] != active:
+            if not active:
+                data: Any = EPISODE_SCHEMA.empty_table()
+            elif self.store.sfs.is_local:
+                data = ds.dataset([self.store.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet")
+            else:
+                data = ds.dataset([self.store.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet",
+                                  filesystem=self.store.sfs.fs)
+            self._dataset = (active, data)
+        return self._dataset[1]
+
+    def episode_columns(self, columns: Sequence[str]) -> pa.Table:
+        """Some columns of all committed episode rows, reading only those columns from disk when not loaded yet."""
+        columns = tuple(columns)
+        with self._lock:
+            def _read() -> pa.Table:
+                active = self._refresh_files()
+                if self._dup_possible or active == self._active:
+                    return self.episodes().select(list(columns))
+                if columns not in self._column_cache:
+                    data = self._episode_dataset(active)
+                    self._column_cache[columns] = (data.select(list(columns)) if isinstance(data, pa.Table)
+                                                   else data.to_table(columns=list(columns)))
+                return self._column_cache[columns]
+
+            return self._retrying(_read)
 
     def _load_rows(self, rel: str) -> pa.Table:
         try:
@@ -134,13 +218,12 @@ class Catalog:
     def active_episode_files(self) -> tuple[str, ...]:
         """Row files currently in force (after compaction supersessions)."""
         with self._lock:
-            self.episodes()
-            return tuple(self._active or ())
+            return self._retrying(self._refresh_files)
 
     def superseded_files(self) -> tuple[str, ...]:
         """Row files still on disk whose rows a compacted file already holds (left by an interrupted compaction)."""
         with self._lock:
-            self.episodes()
+            self._retrying(self._refresh_files)
             return self._superseded_present
 
     def episode_row_index(self) -> dict[str, int]:
@@ -207,15 +290,20 @@ class Catalog:
         statements = check_read_only(query)
         with self._lock:
             con = self._connection()
-            episodes = self.episodes()
             versions, version_episodes = self.versions()
-            self._register(con, "episodes", episodes)
             self._register(con, "versions", versions)
             self._register(con, "version_episodes", version_episodes)
-            try:
-                return con.execute(statements[0].query).df()
-            except duckdb.Error as exc:
-                raise SQLError(f"SQL error: {exc}") from exc
+            for attempt in range(20):
+                active = self._retrying(self._refresh_files)
+                episodes = self.episodes() if self._dup_possible else self._episode_dataset(active)
+                self._register(con, "episodes", episodes)
+                try:
+                    return con.execute(statements[0].query).df()
+                except duckdb.Error as exc:
+                    if all(self.store.sfs.exists(f) for f in active):
+                        raise SQLError(f"SQL error: {exc}") from exc
+                    time.sleep(0.01 * (attempt + 1))  # a compaction replaced files mid-query: list again
+            raise CorruptStoreError("episode metadata kept changing while being queried; try again")  # pragma: no cover
 
 
 def check_read_only(query: str) -> list[Any]:

@@ -116,9 +116,9 @@ class Store:
 
     # ------------------------------------------------------------------ writing
     def writer(self, source: str, task: str | None = None, *, atomic: bool = False, model_xml: str | None = None,
-               **defaults: Any) -> EpisodeWriter:
+               durable: bool = False, **defaults: Any) -> EpisodeWriter:
         """A writer owning a new segment; `defaults` (round=, checkpoint=, ...) apply to each of its episodes."""
-        return EpisodeWriter(self, source, task, atomic=atomic, model_xml=model_xml, **defaults)
+        return EpisodeWriter(self, source, task, atomic=atomic, model_xml=model_xml, durable=durable, **defaults)
 
     def _on_writer_closed(self) -> None:
         """Hook for writers: nothing cached needs dropping (the catalog refreshes from the listing)."""

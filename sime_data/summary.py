@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -12,8 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def store_summary(store: "Store") -> dict[str, Any]:
     """Counts, frames, per-(source, task, round) success rates, array keys with shapes, and disk size."""
-    episodes = store.catalog.episodes()
-    frame = episodes.select(["segment", "length", "source", "task", "round", "success", "keys"]).to_pandas()
+    frame = store.catalog.episode_columns(["segment", "length", "source", "task", "round", "success"]).to_pandas()
     by_group: list[dict[str, Any]] = []
     if len(frame):
         grouped = frame.assign(success_f=frame["success"].astype("float")).groupby(
@@ -36,8 +34,8 @@ def store_summary(store: "Store") -> dict[str, Any]:
         "location": store.location,
         "schema_version": store.root_meta.schema_version,
         "store_id": store.root_meta.store_id,
-        "n_episodes": int(episodes.num_rows),
-        "n_frames": int(pa.compute.sum(episodes["length"]).as_py() or 0),
+        "n_episodes": int(len(frame)),
+        "n_frames": int(frame["length"].sum()) if len(frame) else 0,
         "n_segments": int(frame["segment"].nunique()) if len(frame) else 0,
         "n_versions": int(versions.num_rows),
         "by_group": by_group,

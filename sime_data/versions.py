@@ -115,7 +115,7 @@ def validate_manifest(store: "Store", frame: pd.DataFrame, merge_overlaps: bool 
     """Check ids exist and ranges fit; fill whole-episode ranges; sort and (optionally) merge overlaps."""
     if frame.empty:
         raise InvalidManifestError("a version needs at least one episode")
-    lengths = store.catalog.episodes().select(["episode_id", "length"]).to_pandas()
+    lengths = store.catalog.episode_columns(["episode_id", "length"]).to_pandas()
     merged = frame.merge(lengths, on="episode_id", how="left", sort=False)
     missing = merged.loc[merged["length"].isna(), "episode_id"].unique().tolist()
     if missing:
@@ -163,7 +163,7 @@ def _merge_ranges(frame: pd.DataFrame, merge_overlaps: bool) -> pd.DataFrame:
 
 def manifest_stats(store: "Store", manifest: pd.DataFrame) -> dict[str, Any]:
     """Summary numbers stored with a version."""
-    episodes = store.catalog.episodes().select(["episode_id", "success", "source", "task"]).to_pandas()
+    episodes = store.catalog.episode_columns(["episode_id", "success", "source", "task"]).to_pandas()
     ids = pd.DataFrame({"episode_id": pd.unique(manifest["episode_id"])})
     info = ids.merge(episodes, on="episode_id", how="left")
     success = info["success"].dropna()

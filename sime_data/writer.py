@@ -90,6 +90,7 @@ class EpisodeWriter:
         *,
         atomic: bool = False,
         model_xml: str | None = None,
+        durable: bool = False,
         **defaults: Any,
     ) -> None:
         bad = sorted(set(defaults) & RESERVED_COLUMNS)
@@ -98,6 +99,9 @@ class EpisodeWriter:
         self.store = store
         self.segment = new_segment_id()
         self.atomic = atomic
+        #: fsync each committed row file (and its directory). Off by default: the atomic rename already makes a
+        #: commit all-or-nothing for a crashed process, and the Zarr chunks are not fsynced either.
+        self.durable = durable
         self.defaults: dict[str, Any] = {"source": source, "task": task, **defaults}
         self._pending_blobs: dict[str, bytes] = {}
         self._model_xml_sha = self._blob_sha(model_xml) if model_xml else None
@@ -302,7 +306,7 @@ class EpisodeWriter:
         if self.atomic:
             self._pending_rows.append(row)
         else:
-            write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/{episode_id}.parquet", [row])
+            write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/{episode_id}.parquet", [row], durable=self.durable)
         self._committed.append(episode_id)
         self._next_slot = self._slot_start + self._slot_size(self._length)
         self._reset_episode()
@@ -342,14 +346,15 @@ class EpisodeWriter:
         self.close(exc)
 
 
-def write_rows(store: "Store", rel: str, rows: list[dict[str, Any]], metadata: dict[bytes, bytes] | None = None) -> None:
+def write_rows(store: "Store", rel: str, rows: list[dict[str, Any]], metadata: dict[bytes, bytes] | None = None,
+               durable: bool = True) -> None:
     """Commit episode rows as one Parquet file (visible all at once, never overwritten)."""
     table = rows_to_table(rows)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    store.sfs.write_atomic(rel, buffer.getvalue(), exclusive=True)
+    store.sfs.write_atomic(rel, buffer.getvalue(), exclusive=True, durable=durable)
 
 
 def _describe_difference(old: dict[str, KeySpec], new: dict[str, KeySpec]) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 __all__ = [
-    "Row", "DirSize", "time_calls", "median", "fmt_value", "fmt_bytes", "dir_size", "pinned_to_one_core",
+    "Row", "DirSize", "time_calls", "median", "fmt_value", "fmt_bytes", "dir_size", "pinned_to_one_core", "idlest_cpu",
     "profiled", "output_dir", "bench_arg_parser", "print_table", "write_csv", "write_series_csv",
     "new_figure", "plot_ratios", "plot_series", "save_figure", "report",
 ]
@@ -122,6 +122,37 @@ def time_calls(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
     return times
 
 
+def _cpu_busy_ticks() -> dict[int, tuple[int, int]]:
+    """Per CPU (busy, total) jiffies from /proc/stat ({} where unavailable)."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        with open("/proc/stat") as handle:
+            for line in handle:
+                if line.startswith("cpu") and line[3:4].isdigit():
+                    name, *fields = line.split()
+                    values = [int(v) for v in fields]
+                    idle = values[3] + (values[4] if len(values) > 4 else 0)
+                    out[int(name[3:])] = (sum(values) - idle, sum(values))
+    except OSError:
+        pass
+    return out
+
+
+def idlest_cpu(allowed: set[int], sample_s: float = 0.3) -> int:
+    """The CPU among `allowed` that was least busy over a short sample (the lowest number when unknown)."""
+    before = _cpu_busy_ticks()
+    time.sleep(sample_s)
+    after = _cpu_busy_ticks()
+    best, best_load = min(allowed), float("inf")
+    for cpu in sorted(allowed):
+        if cpu in before and cpu in after:
+            busy = after[cpu][0] - before[cpu][0]
+            total = max(1, after[cpu][1] - before[cpu][1])
+            if busy / total < best_load:
+                best, best_load = cpu, busy / total
+    return best
+
+
 @contextlib.contextmanager
 def pinned_to_one_core(cpu: int | None = None) -> Iterator[str]:
     """Pin every thread of this process (and threads started meanwhile) to one CPU; yields a description.
@@ -133,7 +164,7 @@ def pinned_to_one_core(cpu: int | None = None) -> Iterator[str]:
         yield "unpinned (no sched_setaffinity)"
         return
     original = os.sched_getaffinity(0)
-    chosen = cpu if cpu is not None else min(original)
+    chosen = cpu if cpu is not None else idlest_cpu(original)
 
     def _set_all(mask: set[int]) -> None:
         for tid in os.listdir("/proc/self/task"):
@@ -318,26 +349,30 @@ def new_figure(n_panels: int, width_per_panel: float = 6.0, height: float = 4.5)
     return fig, list(axes[0])
 
 
-def plot_ratios(ax: Any, rows: Sequence[Row], title: str = "measured / target (log scale)") -> None:
-    """Horizontal bars of measured/target per row with a target; green where it passes, red where not."""
+def plot_ratios(ax: Any, rows: Sequence[Row], title: str = "relative to target (< 1 = pass)",
+                label_chars: int = 48) -> None:
+    """Horizontal bars per row with a target: measured/target for '<' targets, target/measured for '>=' ones.
+
+    Either way a bar left of the dashed line at 1 passes (green) and one right of it misses (red).
+    """
     import numpy as np
 
-    judged = [row for row in rows if row.target is not None and row.ratio is not None]
-    labels = [row.figure for row in judged]
-    ratios = [row.ratio for row in judged]
+    judged = [row for row in rows if row.target is not None and row.ratio]
+    labels = [row.figure if len(row.figure) <= label_chars else row.figure[: label_chars - 1] + "…" for row in judged]
+    values = [1.0 / row.ratio if row.higher_is_better else row.ratio for row in judged]
     colors = ["tab:green" if row.passed else "tab:red" for row in judged]
     y = np.arange(len(judged))
-    ax.barh(y, ratios, color=colors)
+    ax.barh(y, values, color=colors)
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
-    if ratios and min(ratios) > 0:
+    if values and min(values) > 0:
         ax.set_xscale("log")
-    for yi, row in zip(y, judged):
-        ax.text(row.ratio, yi, f" {fmt_value(row.measured, row.unit)}", va="center", fontsize=7)
+    for yi, value, row in zip(y, values, judged):
+        ax.text(value, yi, f" {fmt_value(row.measured, row.unit)}", va="center", fontsize=7)
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("ratio (1 = target; for '>=' targets higher is better)", fontsize=8)
+    ax.set_xlabel("measured/target ('<' targets) or target/measured ('>=' targets); < 1 passes", fontsize=8)
 
 
 def plot_series(ax: Any, x: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str, xlabel: str,
