@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from .errors import CorruptStoreError, ReadOnlySQLError, SQLError
 from .layout import COMPACT_PREFIX, EPISODES_DIR, LOCKS_DIR, VERSION_SUFFIX, VERSIONS_DIR, version_name_from_path
+from .processes import pid_alive
 from .schema import EPISODE_SCHEMA
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,10 +111,17 @@ class Catalog:
 
     def _refresh_files(self) -> tuple[str, ...]:
         """List row files, read the footers of new ones (supersessions only), return the active files."""
-        files = self.store.sfs.list_files(EPISODES_DIR, ".parquet")
-        for rel in files:
-            if rel not in self._footers:
-                self._read_footer(rel)
+        for attempt in range(50):
+            files = self.store.sfs.list_files(EPISODES_DIR, ".parquet")
+            for rel in files:
+                if rel not in self._footers:
+                    self._read_footer(rel)
+            # a directory walk racing a compaction can miss both the merged file and its sources: list again
+            again = set(self.store.sfs.list_files(EPISODES_DIR, ".parquet"))
+            appeared = again - set(files)
+            if set(files) <= again and not any(f.rsplit("/", 1)[-1].startswith(COMPACT_PREFIX) for f in appeared):
+                break
+            time.sleep(0.005 * (attempt + 1))
         present = set(files)
         for rel in list(self._footers):
             if rel not in present:
@@ -388,7 +396,8 @@ class _CompactionLock:
         except FileExistsError:
             try:
                 info = json.loads(self.store.sfs.read_bytes(self.rel))
-                if time.time() - float(info.get("at", 0)) > self.STALE_SECONDS:
+                dead = info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1)))
+                if dead or time.time() - float(info.get("at", 0)) > self.STALE_SECONDS:
                     self.store.sfs.remove(self.rel)
                     self.store.sfs.write_atomic(self.rel, payload, exclusive=True, durable=False)
                     self.held = True

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -22,6 +22,7 @@ from .catalog import SUPERSEDES_KEY, VERSION_INFO_KEY, MANIFEST_SCHEMA
 from .errors import CorruptStoreError, StoreError
 from .layout import (
     BLOBS_DIR,
+    COMPACT_PREFIX,
     DATA_DIR,
     EPISODES_DIR,
     LOCKS_DIR,
@@ -32,6 +33,7 @@ from .layout import (
     RootMeta,
     version_name_from_path,
 )
+from .processes import pid_alive
 from .schema import EPISODE_SCHEMA
 from .segment import KeySpec, read_blocks
 
@@ -153,6 +155,29 @@ def _all_files(sfs: Any, rel: str) -> list[tuple[str, int, float]]:
     return sorted(out)
 
 
+def _top_files(sfs: Any, rel: str) -> list[tuple[str, int, float]]:
+    """(relative path, size, mtime) of the files directly in `rel` (not in its subdirectories)."""
+    base = sfs.path(rel)
+    out: list[tuple[str, int, float]] = []
+    if sfs.is_local:
+        if not os.path.isdir(base):
+            return []
+        for entry in os.scandir(base):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat()
+                    out.append((f"{rel}/{entry.name}", st.st_size, st.st_mtime))
+            except OSError:
+                continue
+        return sorted(out)
+    if not sfs.fs.exists(base):
+        return []
+    for info in sfs.fs.ls(base, detail=True):
+        if info.get("type") == "file":
+            out.append((f"{rel}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}", int(info.get("size") or 0), _mtime_of(info)))
+    return sorted(out)
+
+
 def _mtime_of(info: dict[str, Any]) -> float:
     for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
         value = info.get(key)
@@ -267,9 +292,15 @@ class _RowSnapshot:
 
 
 def _snapshot_rows(store: "Store") -> _RowSnapshot:
-    """Read every episode row file, listing again if a compaction removes one mid-way."""
+    """Read every episode row file as of one moment, even while writers commit and compactions run.
+
+    A directory walk is not atomic: a compaction may write its merged file where the walk has already
+    looked and delete the merged files where it has not looked yet, so one listing can miss rows. The
+    listing is therefore taken again after reading; it is accepted when no file vanished meanwhile and no
+    compacted file appeared (plain commits only add files, which cannot hide rows from the first listing).
+    """
     sfs = store.sfs
-    for attempt in range(20):
+    for attempt in range(50):
         files = sfs.list_files(EPISODES_DIR, ".parquet")
         tables: dict[str, pa.Table] = {}
         supersedes: dict[str, frozenset[str]] = {}
@@ -281,6 +312,8 @@ def _snapshot_rows(store: "Store") -> _RowSnapshot:
                 except FileNotFoundError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any decoding failure is damage to report
+                    if not sfs.exists(rel):
+                        raise FileNotFoundError(rel) from exc
                     unreadable[rel] = f"{type(exc).__name__}: {exc}"
                     continue
                 meta = table.schema.metadata or {}
@@ -295,10 +328,16 @@ def _snapshot_rows(store: "Store") -> _RowSnapshot:
                 except Exception as exc:  # noqa: BLE001
                     unreadable[rel] = f"columns do not match the episode schema: {exc}"
         except FileNotFoundError:
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(0.005 * min(attempt + 1, 20))
+            continue
+        again = set(sfs.list_files(EPISODES_DIR, ".parquet"))
+        vanished = set(files) - again
+        merged_meanwhile = [f for f in again - set(files) if f.rsplit("/", 1)[-1].startswith(COMPACT_PREFIX)]
+        if vanished or merged_meanwhile:
+            time.sleep(0.005 * min(attempt + 1, 20))
             continue
         return _RowSnapshot(files, tables, supersedes, unreadable)
-    raise CorruptStoreError("episode row files kept changing while being read; try again")  # pragma: no cover
+    raise CorruptStoreError("episode row files kept changing while being read (compactions running?); try again")
 
 
 # ---------------------------------------------------------------------- verify
@@ -322,6 +361,10 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
         align = meta.align_frames
     except Exception as exc:  # noqa: BLE001
         problems.append(f"root metadata {ROOT_FILE} does not parse: {exc}")
+
+    # versions are listed before the rows are read: a version only names episodes committed before it was
+    # made, so every episode a listed version needs is in the row snapshot even while writers run
+    version_files = sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
 
     # episode row files
     snap = _snapshot_rows(store)
@@ -379,7 +422,7 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
 
     # versions
     n_versions = 0
-    for rel in sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX):
+    for rel in version_files:
         n_versions += 1
         name = version_name_from_path(rel)
         try:
@@ -560,28 +603,6 @@ def _check_episode_chunks(store: "Store", row: dict[str, Any], info: _SegmentInf
 
 
 # ---------------------------------------------------------------------- gc
-def _pid_alive(pid: int) -> bool:
-    """True when a process with this id runs on this host (zombies count as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        if state in ("Z", "X"):
-            return False
-    except (OSError, IndexError):
-        pass
-    return True
-
-
 def _lock_is_live(sfs: Any, rel: str, mtime: float | None = None) -> bool:
     """True when the lock file's writer may still be running."""
     try:
@@ -592,7 +613,7 @@ def _lock_is_live(sfs: Any, rel: str, mtime: float | None = None) -> bool:
         info = {}
     host, pid = info.get("host"), info.get("pid")
     if host == socket.gethostname() and isinstance(pid, int):
-        return _pid_alive(pid)
+        return pid_alive(pid)
     started = None
     if "started_at" in info:
         try:
@@ -609,7 +630,10 @@ def _lock_is_live(sfs: Any, rel: str, mtime: float | None = None) -> bool:
 def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool = False) -> GcReport:
     """Remove frames, row files, temporary files and locks that crashed or aborted writers left behind.
 
-    Segments whose writer still runs are skipped unless `force=True`. Committed data is never touched.
+    Segments whose writer still runs (same host: its pid is alive; another host: its lock is younger than
+    24 h) are skipped unless `force=True` (treat every writer as dead: only when you know none runs, e.g. a
+    crashed machine). Committed data is never touched. With `dry_run`, nothing is
+    removed and the report says what would be. Works on local and fsspec stores alike.
     """
     store = _as_store(store)
     sfs = store.sfs
@@ -626,7 +650,7 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
     #    belongs to a writer that has closed, so its committed rows (read after this) are final.
     segment_dirs = sfs.list_dirs(DATA_DIR)
     meta_dirs = sfs.list_dirs(EPISODES_DIR)
-    lock_files = {rel for rel, _s, _m in _all_files(sfs, LOCKS_DIR)}
+    lock_files = {rel: size for rel, size, _m in _all_files(sfs, LOCKS_DIR)}
     inactive: set[str] = set()
     dead_locks: list[tuple[str, int]] = []
     for seg in sorted(set(segment_dirs) | set(meta_dirs)):
@@ -674,27 +698,31 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
             continue
         _gc_segment_chunks(sfs, seg, files, sorted(slots), report, drop)
 
-    # 4. temporary files: any age in inactive segments' row directories, old ones elsewhere
-    for top in (EPISODES_DIR, VERSIONS_DIR, BLOBS_DIR, LOCKS_DIR):
-        for rel, size, mtime in _all_files(sfs, top):
-            if not _is_tmp(rel):
-                continue
-            parts = rel[len(EPISODES_DIR) + 1:].split("/") if rel.startswith(EPISODES_DIR + "/") else []
-            in_dead_segment = len(parts) == 2 and parts[0] in inactive
-            if in_dead_segment or force or now - mtime > TMP_MAX_AGE_SECONDS:
-                report.tmp_files_removed += 1
-                drop(rel, size)
+    # 4. temporary files: any age in inactive segments' row directories, old ones elsewhere (a live
+    #    process may be about to rename a young one into place). Zarr itself leaves "data/zarr.*.partial"
+    #    when a writer dies while creating its segment (it writes the root group metadata "if not exists").
+    leftovers = [f for top in (EPISODES_DIR, VERSIONS_DIR, BLOBS_DIR, LOCKS_DIR) for f in _all_files(sfs, top)]
+    leftovers += _top_files(sfs, DATA_DIR)
+    for rel, size, mtime in leftovers:
+        if not _is_tmp(rel):
+            continue
+        parts = rel[len(EPISODES_DIR) + 1:].split("/") if rel.startswith(EPISODES_DIR + "/") else []
+        in_dead_segment = len(parts) == 2 and parts[0] in inactive
+        if in_dead_segment or now - mtime > TMP_MAX_AGE_SECONDS:
+            report.tmp_files_removed += 1
+            drop(rel, size)
 
     # 5. row files a compaction already merged (left when it was interrupted before deleting them)
     _gc_superseded(store, snap, report, drop)
 
-    # 6. locks of dead writers, and a compaction lock whose holder died
+    # 6. locks of dead writers, and a compaction lock whose holder died (never a live compaction's lock,
+    #    even with force: two compactions at once would merge the same rows twice)
     for rel, size in dead_locks:
         report.locks_removed.append(rel)
         drop(rel, size)
-    if COMPACTION_LOCK in lock_files and (force or not _compaction_lock_live(sfs)):
+    if COMPACTION_LOCK in lock_files and not _compaction_lock_live(sfs):
         report.locks_removed.append(COMPACTION_LOCK)
-        drop(COMPACTION_LOCK, 0)
+        drop(COMPACTION_LOCK, lock_files[COMPACTION_LOCK])
     report.skipped_active.sort()
     log.info(report.summary())
     return report
@@ -710,7 +738,7 @@ def _compaction_lock_live(sfs: Any) -> bool:
     except Exception:  # noqa: BLE001
         info = {}
     if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        return _pid_alive(info["pid"])
+        return pid_alive(info["pid"])
     at = info.get("at")
     return isinstance(at, (int, float)) and time.time() - float(at) <= _CompactionLock.STALE_SECONDS
 

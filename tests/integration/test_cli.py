@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -114,3 +116,37 @@ def test_robomimic_import_export_commands(store, tmp_path):
     bad.write_bytes(b"not an hdf5 file at all")
     refused = run_cli("import-robomimic", "--store", store.location, str(bad), "-q")
     assert refused.returncode == 2 and "bad.hdf5" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_verify_and_gc_commands(filled_store):
+    loc = filled_store.location
+    ok = run_cli("verify", "--store", loc, "-q")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # a crashed writer: frames written, episode never finished, lock of a dead process
+    crashed = run_cli_python(
+        "import os, numpy as np, sime_data\n"
+        f"s = sime_data.open_store({loc!r})\n"
+        "w = s.writer(source='rollout', task='lift')\n"
+        "[w.add_step(obs={'x': np.zeros(600)}, action=np.zeros(2)) for _ in range(100)]\n"
+        "w._flush(final=True)\n"
+        "os._exit(0)\n")
+    assert crashed.returncode == 0, crashed.stderr
+    dry = run_cli("gc", "--store", loc, "--dry-run")
+    assert dry.returncode == 0
+    reclaimed = run_cli("gc", "--store", loc)
+    assert reclaimed.returncode == 0 and "1 uncommitted segment" in reclaimed.stdout, reclaimed.stdout
+    assert "1 stale lock" in reclaimed.stdout
+    assert len(sime_data.open_store(loc).episodes()) == 6
+    # damage one committed chunk: verify names it and exits 1
+    chunks = glob.glob(f"{filled_store.sfs.path('data')}/*/actions/c/**/*", recursive=True)
+    chunk = next(p for p in sorted(chunks) if os.path.isfile(p))
+    with open(chunk, "wb") as handle:
+        handle.write(b"garbage")
+    damaged = run_cli("verify", "--store", loc, "-q")
+    assert damaged.returncode == 1
+    assert "actions" in damaged.stderr + damaged.stdout
+
+
+def run_cli_python(code: str) -> subprocess.CompletedProcess:
+    """Run a Python snippet in a subprocess."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
