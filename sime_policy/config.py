@@ -1,0 +1,185 @@
+"""Typed configuration of the diffusion policy and its training, with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+LOWDIM_SINGLE_ARM = ("obs/object", "obs/robot0_eef_pos", "obs/robot0_eef_quat", "obs/robot0_gripper_qpos")
+LOWDIM_TWO_ARM = LOWDIM_SINGLE_ARM + ("obs/robot1_eef_pos", "obs/robot1_eef_quat", "obs/robot1_gripper_qpos")
+IMAGE_PROPRIO = ("obs/robot0_eef_pos", "obs/robot0_eef_quat", "obs/robot0_gripper_qpos")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Architecture, action chunking and diffusion settings of one policy."""
+
+    obs_keys: tuple[str, ...] = LOWDIM_SINGLE_ARM
+    action_key: str = "actions"
+    horizon: int = 16
+    n_obs_steps: int = 2
+    n_action_steps: int = 8
+    down_dims: tuple[int, ...] = (256, 512, 1024)
+    diffusion_step_embed_dim: int = 128
+    kernel_size: int = 5
+    n_groups: int = 8
+    num_train_timesteps: int = 100
+    num_inference_steps: int = 10
+    scheduler: str = "ddim"  # "ddim" or "ddpm" at inference; training always uses the DDPM forward process
+    beta_schedule: str = "squaredcos_cap_v2"
+    clip_sample: bool = True
+    prediction_type: str = "epsilon"
+    image_feature_dim: int = 512
+    crop_hw: tuple[int, int] | None = None  # random crop for image keys; None: 90% of the stored size
+
+    def validate(self) -> "PolicyConfig":
+        """Raise ValueError on inconsistent settings; return self."""
+        if not self.obs_keys:
+            raise ValueError("obs_keys must name at least one observation key")
+        if self.n_obs_steps < 1 or self.horizon < self.n_obs_steps:
+            raise ValueError(f"need 1 <= n_obs_steps <= horizon, got n_obs_steps={self.n_obs_steps}, horizon={self.horizon}")
+        if self.n_action_steps < 1 or self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(f"n_action_steps={self.n_action_steps} does not fit in horizon={self.horizon} "
+                             f"after n_obs_steps={self.n_obs_steps}")
+        if self.scheduler not in ("ddim", "ddpm"):
+            raise ValueError(f"scheduler must be 'ddim' or 'ddpm', got {self.scheduler!r}")
+        if self.prediction_type not in ("epsilon", "sample"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise ValueError("num_inference_steps must be between 1 and num_train_timesteps")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, EMA, validation and checkpointing settings."""
+
+    steps: int = 100_000
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    use_ema: bool = True
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    val_ratio: float = 0.05
+    val_every: int = 1000
+    val_batches: int = 4
+    checkpoint_every: int = 5000
+    log_every: int = 50
+    seed: int = 0
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A named preset: task, policy and training configuration together."""
+
+    name: str
+    task: str
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (saved inside every checkpoint)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """JSON form."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ExperimentConfig":
+        """Inverse of `to_dict` (tuples restored; unknown keys are an error)."""
+        return cls(name=raw["name"], task=raw["task"], policy=_build(PolicyConfig, raw["policy"]),
+                   train=_build(TrainConfig, raw["train"]))
+
+    def with_overrides(self, *, seed: int | None = None, steps: int | None = None, **policy_or_train: Any) -> "ExperimentConfig":
+        """Copy with training seed/steps and other named fields of policy or train replaced."""
+        train_updates = {k: v for k, v in policy_or_train.items() if k in TrainConfig.__dataclass_fields__}
+        policy_updates = {k: v for k, v in policy_or_train.items() if k in PolicyConfig.__dataclass_fields__}
+        unknown = set(policy_or_train) - set(train_updates) - set(policy_updates)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {sorted(unknown)}")
+        if seed is not None:
+            train_updates["seed"] = seed
+        if steps is not None:
+            train_updates["steps"] = steps
+        return replace(self, policy=replace(self.policy, **policy_updates).validate(),
+                       train=replace(self.train, **train_updates))
+
+
+def _build(kind: type, raw: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} field(s) {sorted(unknown)}: the checkpoint or file was written by "
+                         "another version of the code")
+    values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in raw.items()}
+    return kind(**values)
+
+
+# ---------------------------------------------------------------------- presets
+def _reference(task: str, obs_keys: tuple[str, ...], image: bool) -> Callable[[], ExperimentConfig]:
+    """Diffusion Policy / SIME reference hyperparameters (UNet 256-512-1024, horizon 16, 2 obs, 8 actions)."""
+
+    def make() -> ExperimentConfig:
+        policy = PolicyConfig(obs_keys=obs_keys, crop_hw=(76, 76) if image else None)
+        train = TrainConfig(steps=300_000 if image else 200_000, batch_size=64 if image else 256)
+        return ExperimentConfig(name=f"{task}_{'image' if image else 'lowdim'}", task=task, policy=policy.validate(),
+                                train=train)
+
+    return make
+
+
+def _cpu(task: str, obs_keys: tuple[str, ...], image: bool) -> Callable[[], ExperimentConfig]:
+    """Small presets that train in minutes on a 2-core CPU."""
+
+    def make() -> ExperimentConfig:
+        policy = PolicyConfig(obs_keys=obs_keys, down_dims=(64, 128, 256), diffusion_step_embed_dim=64,
+                              image_feature_dim=64, crop_hw=(76, 76) if image else None)
+        train = TrainConfig(steps=3000 if not image else 1500, batch_size=128 if not image else 32, lr=3e-4,
+                            warmup_steps=100, val_every=500, checkpoint_every=1000, ema_power=0.75)
+        return ExperimentConfig(name=f"{task}_{'image' if image else 'lowdim'}_cpu", task=task, policy=policy.validate(),
+                                train=train)
+
+    return make
+
+
+_TASK_KEYS = {
+    "lift": LOWDIM_SINGLE_ARM,
+    "can": LOWDIM_SINGLE_ARM,
+    "square": LOWDIM_SINGLE_ARM,
+    "transport": LOWDIM_TWO_ARM,
+    "toolhang": LOWDIM_SINGLE_ARM,
+}
+_TASK_CAMERAS = {
+    "lift": ("obs/agentview_image", "obs/robot0_eye_in_hand_image"),
+    "can": ("obs/agentview_image", "obs/robot0_eye_in_hand_image"),
+    "square": ("obs/agentview_image", "obs/robot0_eye_in_hand_image"),
+    "transport": ("obs/shouldercamera0_image", "obs/shouldercamera1_image", "obs/robot0_eye_in_hand_image",
+                  "obs/robot1_eye_in_hand_image"),
+    "toolhang": ("obs/sideview_image", "obs/robot0_eye_in_hand_image"),
+}
+
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {}
+for _task, _keys in _TASK_KEYS.items():
+    _image_keys = _TASK_CAMERAS[_task] + (IMAGE_PROPRIO if _task != "transport" else
+                                          IMAGE_PROPRIO + ("obs/robot1_eef_pos", "obs/robot1_eef_quat",
+                                                           "obs/robot1_gripper_qpos"))
+    PRESETS[f"{_task}_lowdim"] = _reference(_task, _keys, image=False)
+    PRESETS[f"{_task}_image"] = _reference(_task, _image_keys, image=True)
+    PRESETS[f"{_task}_lowdim_cpu"] = _cpu(_task, _keys, image=False)
+    PRESETS[f"{_task}_image_cpu"] = _cpu(_task, _image_keys, image=True)
+
+
+def get_preset(name: str) -> ExperimentConfig:
+    """A preset by name (ValueError listing the names if unknown)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown config preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()

@@ -1,0 +1,74 @@
+"""Min-max normalisation to [-1, 1] of actions and low-dim observations, fitted on a store version."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+RANGE_EPS = 1e-4
+
+
+class Normalizer(nn.Module):
+    """Per-key affine maps x -> x * scale + offset onto [-1, 1]; constant dimensions map to 0."""
+
+    def __init__(self, stats: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> None:
+        super().__init__()
+        self._keys: list[str] = []
+        for key, values in (stats or {}).items():
+            self.add_key(key, np.asarray(values["min"]), np.asarray(values["max"]))
+
+    @staticmethod
+    def _buffer_name(key: str, part: str) -> str:
+        return f"{key.replace('/', '__')}__{part}"
+
+    def add_key(self, key: str, minimum: np.ndarray, maximum: np.ndarray) -> None:
+        """Fit the map of one key from its per-dimension min and max."""
+        minimum = np.asarray(minimum, dtype=np.float64)
+        maximum = np.asarray(maximum, dtype=np.float64)
+        span = maximum - minimum
+        constant = span < RANGE_EPS
+        scale = np.where(constant, 1.0, 2.0 / np.where(constant, 1.0, span))
+        offset = np.where(constant, -minimum, -1.0 - minimum * scale)
+        self.register_buffer(self._buffer_name(key, "scale"), torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer(self._buffer_name(key, "offset"), torch.as_tensor(offset, dtype=torch.float32))
+        self.register_buffer(self._buffer_name(key, "min"), torch.as_tensor(minimum, dtype=torch.float32))
+        self.register_buffer(self._buffer_name(key, "max"), torch.as_tensor(maximum, dtype=torch.float32))
+        if key not in self._keys:
+            self._keys.append(key)
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys this normaliser knows."""
+        return list(self._keys)
+
+    def _params(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if key not in self._keys:
+            raise KeyError(f"normaliser has no key {key!r}; it knows {self._keys}")
+        return getattr(self, self._buffer_name(key, "scale")), getattr(self, self._buffer_name(key, "offset"))
+
+    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Map raw values of `key` into [-1, 1]."""
+        scale, offset = self._params(key)
+        return x * scale + offset
+
+    def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
+        """Map normalised values of `key` back to raw units."""
+        scale, offset = self._params(key)
+        return (y - offset) / scale
+
+    def stats(self) -> dict[str, dict[str, list[float]]]:
+        """The fitted min/max per key (for checkpoints and reports)."""
+        return {k: {"min": getattr(self, self._buffer_name(k, "min")).tolist(),
+                    "max": getattr(self, self._buffer_name(k, "max")).tolist()} for k in self._keys}
+
+
+def fit_normalizer(store, version: str, keys: Iterable[str]) -> Normalizer:
+    """Fit min-max maps on the frames a version keeps, for the given (non-image) keys."""
+    from sime_data.stats import version_stats
+
+    keys = list(keys)
+    stats = version_stats(store, version, keys)
+    return Normalizer({k: stats[k] for k in keys})
