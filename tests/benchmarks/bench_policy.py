@@ -70,11 +70,16 @@ def train_step_seconds(policy: DiffusionPolicy, batch: int, repeat: int) -> list
     return time_calls(step, repeat=repeat, warmup=1)
 
 
-def latency_seconds(policy: DiffusionPolicy, steps: int, exploration: Exploration | None, repeat: int) -> list[float]:
-    """Wall seconds of one predict() call (batch 1) with the given number of DDIM steps."""
+def latency_seconds(policy: DiffusionPolicy, steps: int, exploration: Exploration, repeat: int) -> tuple[list[float], list[float]]:
+    """Wall seconds of predict() (batch 1) without and with exploration, calls interleaved so noise hits both alike."""
     policy.config = replace(policy.config, num_inference_steps=steps)
     obs = {k: v[0] for k, v in fake_batch(policy, 1).items() if k.startswith("obs/")}
-    return time_calls(lambda: policy.predict(obs, exploration, seed=0), repeat=repeat, warmup=2)
+    plain: list[float] = []
+    explored: list[float] = []
+    for _ in range(repeat):
+        plain += time_calls(lambda: policy.predict(obs, None, seed=0), repeat=1, warmup=1)
+        explored += time_calls(lambda: policy.predict(obs, exploration, seed=0), repeat=1, warmup=1)
+    return plain, explored
 
 
 def run(quick: bool) -> list[Row]:
@@ -93,8 +98,8 @@ def run(quick: bool) -> list[Row]:
         rows.append(Row(f"{preset}: train steps/s (batch {batch}, {n_params:.1f}M params)", 1.0 / train, "steps/s",
                         higher_is_better=True))
         for steps in (10, 20):
-            plain = median(latency_seconds(policy, steps, None, repeat))
-            explored = median(latency_seconds(policy, steps, explore, repeat))
+            plain_times, explored_times = latency_seconds(policy, steps, explore, repeat)
+            plain, explored = median(plain_times), median(explored_times)
             target = 0.050 if (preset == "lift_lowdim_cpu" and steps == 10) else None
             rows.append(Row(f"{preset}: DDIM-{steps} latency per chunk", plain * 1000, "ms",
                             target=target * 1000 if target else None))
