@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExperimentConfig
+    from .exploration import Exploration
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,127 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
+# ---------------------------------------------------------------------- rollout
+def exploration_from_args(args: argparse.Namespace) -> "Exploration":
+    """Exploration settings from --explore/--noise-scale/--image-noise-scale/--tau1/--tau2/--eta."""
+    from .exploration import Exploration
+
+    if args.explore in ("sime", "cads", "action_noise") and args.noise_scale == 0 and not args.image_noise_scale:
+        log.warning("--explore %s with --noise-scale 0 adds no noise: this collects like --explore none", args.explore)
+    return Exploration(args.explore, noise_scale=args.noise_scale, image_noise_scale=args.image_noise_scale,
+                       tau1=args.tau1, tau2=args.tau2, eta=args.eta)
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """Roll a checkpoint out (K initial states x N trials), store every episode, print the success rate."""
+    from .rollout import WorkerError, collect_rollouts
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops like Ctrl-C
+    try:
+        result = collect_rollouts(args.store, args.checkpoint, task=args.task, init_states=args.init_states,
+                                  trials=args.trials, exploration=exploration_from_args(args), seed=args.seed,
+                                  workers=args.workers, round=args.round, branch=args.branch, version=args.version,
+                                  progress=not args.no_progress, max_steps=args.max_steps,
+                                  torch_threads=args.torch_threads)
+    except KeyboardInterrupt:
+        print("interrupted: finished episodes are stored; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except WorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    result.print(max_rows=args.max_rows)
+    resumed = len(result.episode_ids) - result.n_new
+    print(f"version {result.version}: {len(result.episode_ids)} episodes ({result.n_new} new"
+          + (f", {resumed} from an earlier run" if resumed else "") + f"), collection {result.collection}")
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Signal handler raising KeyboardInterrupt."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _add_rollout(sub: argparse._SubParsersAction) -> None:
+    from .exploration import MODES
+    from .rollout import DEFAULT_SEED
+
+    p = sub.add_parser("rollout", help="roll a policy out in simulation and store every episode",
+                       description="Roll a checkpoint out from K initial states x N trials each, write every episode "
+                                   "to the store and create a version of the collection. Rerunning the same command "
+                                   "resumes an interrupted collection.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or training run directory")
+    p.add_argument("--store", required=True, help="store location")
+    p.add_argument("--task", default=None, help="task (default: the one the checkpoint was trained for)")
+    p.add_argument("--init-states", type=int, default=100, help="number K of initial states (default 100)")
+    p.add_argument("--trials", type=int, default=5, help="trials N per initial state (default 5)")
+    p.add_argument("--explore", choices=MODES, default="none", help="exploration mode (default none)")
+    p.add_argument("--noise-scale", type=float, default=0.0, help="exploration noise scale")
+    p.add_argument("--image-noise-scale", type=float, default=None, help="separate noise scale for image features")
+    p.add_argument("--tau1", type=float, default=0.0, help="schedule start (default 0)")
+    p.add_argument("--tau2", type=float, default=1.0, help="schedule end (default 1)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta for --explore ddim_eta")
+    p.add_argument("--workers", type=int, default=1, help="parallel rollout processes (default 1)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"collection seed (default {DEFAULT_SEED})")
+    p.add_argument("--round", type=int, default=None, help="SIME round recorded with the episodes")
+    p.add_argument("--branch", default=None, help="branch recorded with the episodes (e.g. sime, baseline)")
+    p.add_argument("--version", default=None,
+                   help="version name (default <task>/rollouts/<checkpoint>/<mode>/seed<seed>)")
+    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task horizon)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads per rollout process (default 1: best with several workers or a busy CPU; "
+                        "2 can be faster for one worker of a large policy on an idle machine)")
+    p.add_argument("--max-rows", type=int, default=None, help="show at most this many initial states in the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_rollout)
+
+
+# ---------------------------------------------------------------------- demos
+def cmd_demos(args: argparse.Namespace) -> int:
+    """Record scripted-expert demos into a store (created if missing)."""
+    from sime_data import open_store
+
+    from .demos import demo_version_names, record_demos
+
+    store = open_store(args.store, create=True)
+    if args.import_robomimic:
+        from .robomimic_demos import import_robomimic_demos
+
+        ids = import_robomimic_demos(store, args.import_robomimic, task=args.task, version=args.version,
+                                     progress=not args.no_progress)
+        print(f"imported {len(ids)} {args.task} demos from {args.import_robomimic} (actions converted to absolute "
+              f"10-D; originals kept as 'actions_delta') into {store.location}")
+        return 0
+    if args.n is None:
+        raise ValueError("give --n N (scripted demos to record) or --import-robomimic FILE")
+    ids = record_demos(store, args.task, args.n, seed=args.seed, noise_std=args.noise_std, cameras=args.cameras,
+                       progress=not args.no_progress)
+    full, cores = demo_version_names(args.task, args.n)
+    print(f"recorded {len(ids)} {args.task} demos into {store.location}: versions {', '.join([full, *cores.values()])}")
+    return 0
+
+
+def _add_demos(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demos", help="record scripted-expert demonstrations into a store",
+                       description="Record N successful scripted-expert demos of a task; creates versions "
+                                   "<task>/demos and <task>/core_<N>. The store is created if missing.")
+    p.add_argument("--task", required=True, help="task name (lift, can, ...)")
+    p.add_argument("--n", type=int, help="number of successful scripted demos to record")
+    p.add_argument("--import-robomimic", metavar="FILE",
+                   help="instead: import a robomimic HDF5 file, converting its delta actions to absolute 10-D")
+    p.add_argument("--version", help="with --import-robomimic: version name (default <task>/demos)")
+    p.add_argument("--store", required=True, help="store location (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initial states and expert noise (default 0)")
+    p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise std (default 0)")
+    p.add_argument("--cameras", action="store_true", help="also record camera images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demos)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_rollout, _add_demos]
 
 
 # ---------------------------------------------------------------------- main
