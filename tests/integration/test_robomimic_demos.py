@@ -198,3 +198,18 @@ def test_absolute_controller_files_are_refused() -> None:
     scaling = delta_scaling({"env_kwargs": {"controller_configs": {"type": "OSC_POSE", "control_delta": True}}})
     assert scaling.ref_frame == "world"
     np.testing.assert_allclose(scaling.scale(np.array([1, -1, 2, 1, 0, -3.0])), [0.05, -0.05, 0.05, 0.5, 0, -0.5])
+
+
+def test_sime_demos_import_robomimic_command(delta_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from sime_policy.cli import main
+
+    location = str(tmp_path / "cli_store")
+    assert main(["demos", "--task", "lift", "--store", location, "--import-robomimic", str(delta_file),
+                 "--no-progress"]) == 0
+    assert "imported 3 lift demos" in capsys.readouterr().out
+    store = sime_data.open_store(location)
+    assert store.has_version("lift/demos")
+    assert store.episodes(version="lift/demos")["source"].eq("demo").all()
+    assert main(["demos", "--task", "lift", "--store", location, "--import-robomimic", str(delta_file),
+                 "--no-progress"]) == 2
+    assert "already exist" in capsys.readouterr().err
