@@ -163,15 +163,17 @@ class DiffusionPolicy(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def _inference_scheduler(self, exploration: Exploration) -> DDIMScheduler | DDPMScheduler:
-        base = self.train_scheduler.config
-        if self.config.scheduler == "ddpm" and exploration.mode != "ddim_eta":
-            scheduler = DDPMScheduler.from_config(base)
-        else:
-            scheduler = DDIMScheduler.from_config(base)
-        scheduler.set_timesteps(self.config.num_inference_steps)
-        return scheduler
+        """The sampling scheduler, built once per (kind, steps): building one costs ~7 ms, a DDIM chunk ~50 ms."""
+        kind = DDPMScheduler if self.config.scheduler == "ddpm" and exploration.mode != "ddim_eta" else DDIMScheduler
+        key = (kind.__name__, self.config.num_inference_steps)
+        cache = self.__dict__.setdefault("_schedulers", {})
+        if key not in cache:
+            scheduler = kind.from_config(self.train_scheduler.config)
+            scheduler.set_timesteps(self.config.num_inference_steps)
+            cache[key] = scheduler
+        return cache[key]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, cond: torch.Tensor, exploration: Exploration = NO_EXPLORATION,
                generator: torch.Generator | None = None, explore_generator: torch.Generator | None = None,
                return_intermediates: bool = False) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
@@ -199,7 +201,7 @@ class DiffusionPolicy(nn.Module):
                 trajectory.shape, generator=explore_generator, device=trajectory.device)
         return trajectory, intermediates
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, obs_history: Mapping[str, Any], exploration: Exploration | None = None, *,
                 seed: int | None = None, full_horizon: bool = False,
                 return_intermediates: bool = False) -> np.ndarray | tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
@@ -218,7 +220,8 @@ class DiffusionPolicy(nn.Module):
         unbatched = np.ndim(sample_value) == len(self.obs_specs[first].shape) + 1
         obs = {k: np.asarray(v)[None] if unbatched else v for k, v in obs_history.items()}
         was_training = self.training
-        self.eval()
+        if was_training:  # toggling walks every module (~2.5 ms): only when needed
+            self.eval()
         try:
             cond = self.encode(obs)
             generator = explore_generator = None
@@ -227,7 +230,8 @@ class DiffusionPolicy(nn.Module):
                 explore_generator = torch.Generator(device=cond.device).manual_seed(int(seed) + 7919)
             normalized, steps = self.sample(cond, exploration, generator, explore_generator, return_intermediates)
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train(True)
         actions = self.normalizer.unnormalize(self.config.action_key, normalized)
         if not full_horizon:
             start = self.config.n_obs_steps - 1

@@ -73,6 +73,7 @@ def train_step_seconds(policy: DiffusionPolicy, batch: int, repeat: int) -> list
 def latency_seconds(policy: DiffusionPolicy, steps: int, exploration: Exploration, repeat: int) -> tuple[list[float], list[float]]:
     """Wall seconds of predict() (batch 1) without and with exploration, calls interleaved so noise hits both alike."""
     policy.config = replace(policy.config, num_inference_steps=steps)
+    policy.eval()  # as load_policy returns it for rollouts
     obs = {k: v[0] for k, v in fake_batch(policy, 1).items() if k.startswith("obs/")}
     plain: list[float] = []
     explored: list[float] = []
