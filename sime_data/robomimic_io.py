@@ -30,8 +30,9 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import ImportFormatError, InvalidNameError, VersionExistsError
-from .schema import check_array_key, check_version_name
+from .errors import ImportFormatError, InvalidNameError
+from .schema import check_array_key
+from .versions import check_names_free
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -362,14 +363,7 @@ def import_robomimic(
             raise ImportFormatError(f"{file_label}: cannot read the file's layout (corrupt file?): {exc}") from exc
         version = version if version is not None else default_version_name(path)
         mask_versions = {key: f"{version}/mask/{key}" for key in plan.masks if plan.masks[key]}
-        targets = [version, *mask_versions.values()]
-        for name in targets:
-            check_version_name(name)
-        taken = [name for name in targets if store.has_version(name)]
-        if taken:
-            raise VersionExistsError(
-                f"version(s) {taken} already exist and versions are immutable; import with another version= name"
-            )
+        check_names_free(store, [version, *mask_versions.values()], "import with another version= name")
         if task is None and isinstance(plan.env_args, dict) and isinstance(plan.env_args.get("env_name"), str):
             task = plan.env_args["env_name"]
 

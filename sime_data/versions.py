@@ -217,6 +217,14 @@ def write_version(
     return Version(manifest=manifest, **info)
 
 
+def check_names_free(store: "Store", names: Iterable[str], hint: str = "choose other names") -> None:
+    """Raise InvalidNameError / VersionExistsError unless every name is valid and unused (check before writing)."""
+    names = [check_version_name(name) for name in names]
+    taken = [name for name in names if store.catalog.version(name) is not None]
+    if taken:
+        raise VersionExistsError(f"version(s) {taken} already exist in {store.location} and versions are immutable; {hint}")
+
+
 def load_version(store: "Store", name: str) -> Version:
     """Read a version by name."""
     found = store.catalog.version(name)

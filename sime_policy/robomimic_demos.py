@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sime_data.errors import ImportFormatError, VersionExistsError
+from sime_data.errors import ImportFormatError
 from sime_data.robomimic_io import _inspect_file, _open_h5, _read_demo
-from sime_data.schema import check_version_name
+from sime_data.versions import check_names_free
 
 from .demos import CORE_SIZES, core_indices, demo_version_names
 from .envs import SimEnv, get_task, init_state_id, rotations
@@ -267,15 +267,7 @@ def import_robomimic_demos(store: Store, path: str | os.PathLike, *, task: str, 
                 raise ImportFormatError(f"{where} already has an {DELTA_KEY!r} dataset; it would be overwritten")
         scaling = delta_scaling(plan.env_args)
         full_name, core_names = _version_names(task, version, len(plan.demos))
-        targets = [full_name, *core_names.values()]
-        for name in targets:
-            check_version_name(name)
-        taken = [name for name in targets if store.has_version(name)]
-        if taken:
-            raise VersionExistsError(
-                f"version(s) {taken} already exist in {store.location} and versions are immutable; "
-                "import with another version= name"
-            )
+        check_names_free(store, [full_name, *core_names.values()], "import with another version= name")
 
         ids: list[str] = []
         with SimEnv(task) as env, ExitStack() as stack:
