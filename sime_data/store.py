@@ -120,9 +120,6 @@ class Store:
         """A writer owning a new segment; `defaults` (round=, checkpoint=, ...) apply to each of its episodes."""
         return EpisodeWriter(self, source, task, atomic=atomic, model_xml=model_xml, durable=durable, **defaults)
 
-    def _on_writer_closed(self) -> None:
-        """Hook for writers: nothing cached needs dropping (the catalog refreshes from the listing)."""
-
     def compact(self) -> int:
         """Merge all episode row files into one (faster catalog loads); returns rows merged."""
         return compact_store(self)

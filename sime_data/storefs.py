@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import uuid
 from pathlib import Path
@@ -31,13 +30,6 @@ class StoreFS:
     def path(self, rel: str) -> str:
         """Absolute path (on the store's filesystem) of a path relative to the root."""
         return f"{self.root}/{rel}" if rel else self.root
-
-    def url(self, rel: str = "") -> str:
-        """A location string for `rel` that fsspec or the OS understands."""
-        if self.is_local:
-            return self.path(rel)
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"{protocol}://{self.path(rel).lstrip('/')}" if protocol != "memory" else f"memory://{self.path(rel)}"
 
     def exists(self, rel: str) -> bool:
         """True when the file or directory exists."""
@@ -173,8 +165,3 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def bytes_io(data: bytes) -> io.BytesIO:
-    """A readable in-memory file over `data`."""
-    return io.BytesIO(data)

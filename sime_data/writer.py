@@ -337,7 +337,6 @@ class EpisodeWriter:
 
             compact_segment(self.store, self.segment)
         sfs.remove(f"{LOCKS_DIR}/{self.segment}.json")
-        self.store._on_writer_closed()
 
     def __enter__(self) -> "EpisodeWriter":
         return self
