@@ -22,6 +22,7 @@ from .errors import (
     WriterStateError,
 )
 from .robomimic_io import ExportResult, ImportResult, export_robomimic, import_robomimic
+from .selection import Selection, create_selection_version, per_state_success, preview_thresholds, select
 from .sampler import SequenceSampler, VersionData, load_version_arrays, split_episodes
 from .stats import version_stats
 from .store import SCHEMA_VERSION, Store, init_store, open_store
@@ -35,5 +36,5 @@ __all__ = [
     "StepMismatchError", "WriterStateError", "ReadOnlySQLError", "SQLError", "InvalidManifestError",
     "ImportFormatError", "CorruptStoreError", "import_robomimic", "export_robomimic", "ImportResult", "ExportResult",
     "SequenceSampler", "VersionData", "load_version_arrays", "split_episodes", "version_stats", "UnknownKeyError",
-    "EmptyVersionError",
+    "EmptyVersionError", "Selection", "select", "per_state_success", "preview_thresholds", "create_selection_version",
 ]

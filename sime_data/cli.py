@@ -199,6 +199,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    """Preview or save an inter-demo selection of a rollout version."""
+    from .selection import create_selection_version, preview_thresholds, select
+
+    store = _open(args)
+    threshold = None if args.rule == "success" else args.threshold
+    chosen = select(store, args.version, args.rule, threshold, args.seed)
+    print_frame(chosen.per_state, title=f"per initial state ({args.version})", max_rows=args.max_rows)
+    print_frame(preview_thresholds(store, args.version), title="what each threshold keeps")
+    if not args.name:
+        console.print(f"{chosen.describe()}; save it with --name NEW [--base TRAINING_VERSION]")
+        return 0
+    version = create_selection_version(store, args.name, args.version, args.rule, threshold, base=args.base,
+                                       seed=args.seed, message=args.message)
+    console.print(f"created version {version.name}: {version.n_episodes} episodes, {version.n_frames} frames "
+                  f"({version.message})")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The sime-data argument parser."""
@@ -245,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (show, diff):
         q.add_argument("--max-rows", type=int, default=50)
     p.set_defaults(max_rows=50)
+
+    p = add("select", cmd_select, "inter-demo selection: keep successful rollouts of initial states with a success "
+                                  "rate below a threshold (preview, or save with --name)")
+    p.add_argument("version", help="rollout version to select from")
+    p.add_argument("--rule", choices=["sr_lss", "success", "random"], default="sr_lss",
+                   help="sr_lss: successes of states with SR < threshold; success: all successes; random: as many "
+                        "successes as sr_lss keeps, drawn at random (default sr_lss)")
+    p.add_argument("--threshold", type=float, default=0.5, help="success-rate threshold in [0, 1.01] (default 0.5)")
+    p.add_argument("--name", help="save the selection as this new version")
+    p.add_argument("--base", help="add the selection to this (training) version instead of saving it alone")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random rule")
+    p.add_argument("--message", "-m", default="")
+    p.add_argument("--max-rows", type=int, default=20)
 
     p = add("import-robomimic", cmd_import_robomimic, "import a robomimic HDF5 file (each filter key becomes a version)")
     p.add_argument("file")

@@ -42,6 +42,11 @@ class Version:
         return list(dict.fromkeys(self.manifest["episode_id"].tolist()))
 
     @property
+    def n_episodes(self) -> int:
+        """Number of distinct episodes."""
+        return int(self.manifest["episode_id"].nunique())
+
+    @property
     def n_frames(self) -> int:
         """Frames kept in total."""
         return int((self.manifest["frame_stop"] - self.manifest["frame_start"]).sum())

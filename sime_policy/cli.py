@@ -1,4 +1,4 @@
-"""`sime`: train policies (and, later, roll them out and run the SIME pipeline) from the command line.
+"""`sime`: train policies, roll them out, record demos and run the SIME pipeline from the command line.
 
 Each subcommand is one ``_add_<name>(subparsers)`` function registering its arguments and handler;
 add new ones to ``SUBCOMMANDS``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -240,7 +241,126 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demos)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_rollout, _add_demos]
+# ---------------------------------------------------------------------- run / report
+def pipeline_config_from_args(args: argparse.Namespace) -> Any:
+    """The PipelineConfig of `sime run`: a preset (or the defaults) with the flags given on top."""
+    from .pipeline import PipelineConfig, get_pipeline_preset
+
+    config = get_pipeline_preset(args.preset) if args.preset else PipelineConfig()
+    updates = {
+        "name": args.name if args.name else (None if args.preset else f"{args.task or config.task}"),
+        "task": args.task, "demos": args.demos, "rounds": args.rounds, "seeds": args.seeds,
+        "policy_preset": args.config, "train_steps": args.steps, "noise_scale": args.noise_scale,
+        "image_noise_scale": args.image_noise_scale, "tau1": args.tau1, "tau2": args.tau2, "rule": args.rule,
+        "threshold": args.threshold, "init_states": args.init_states, "trials": args.trials,
+        "states_seed": args.states_seed,
+        "max_steps": args.max_steps, "workers": args.workers, "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
+        "curate": True if args.curate else None,
+    }
+    if args.set:
+        updates["policy_overrides"] = {**config.policy_overrides, **_overrides(args.set)}
+    if args.task and not args.config and config.policy_preset and not config.policy_preset.startswith(args.task):
+        updates["policy_preset"] = f"{args.task}_lowdim_cpu"
+    return config.with_updates(**updates).validate()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) the SIME pipeline and print its report."""
+    from .pipeline import run_pipeline
+
+    config = pipeline_config_from_args(args)
+    out = Path(args.out) if args.out else Path("sime_runs") / config.name
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        return 0
+    from .pipeline.steps import CurationPending
+
+    try:
+        report = run_pipeline(args.store, config, out, ray_address=args.ray, progress=not args.no_progress)
+    except CurationPending as pending:
+        print(f"paused: {pending}")
+        return 3
+    print(f"report: {out / 'report.md'}, {out / 'summary.csv'}, {out / 'results.csv'}, {out / 'success_rate.png'}")
+    return 0 if not report.summary.empty else 1
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from sime_data.selection import RULES
+
+    from .pipeline import PIPELINE_PRESETS
+
+    p = sub.add_parser("run", help="run the whole SIME pipeline (resumable)",
+                       description="Round 0: train on the core demos, evaluate without exploration (score and the "
+                                   "baseline's data), collect with SIME exploration. Each later round, for both "
+                                   "branches: select the successful rollouts of weak initial states, add them to the "
+                                   "branch's previous training version (no copying), retrain, evaluate. Rerunning the "
+                                   "same command resumes after the last completed step.")
+    p.add_argument("--preset", choices=sorted(PIPELINE_PRESETS), default=None,
+                   help="named settings (quick: about 15 min on a 2-core CPU); flags below override it")
+    p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
+                   help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
+    p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")
+    p.add_argument("--name", default=None, help="run name: versions go to <task>/sime/<name>/... (default: preset or task)")
+    p.add_argument("--task", default=None, help="simulation task (default lift)")
+    p.add_argument("--demos", type=int, default=None, help="core demos round 0 trains on (version <task>/core_N)")
+    p.add_argument("--record-demos", action="store_true", help="record scripted demos if the store has none")
+    p.add_argument("--rounds", type=int, default=None, help="self-improvement rounds after round 0 (default 1)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 233)")
+    p.add_argument("--config", default=None, help="policy preset each round trains with (default <task>_lowdim_cpu)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per round (default: the policy preset's)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a policy/train config field")
+    p.add_argument("--noise-scale", type=float, default=None, help="SIME exploration noise scale (default 0.01)")
+    p.add_argument("--image-noise-scale", type=float, default=None, help="separate noise scale for image features")
+    p.add_argument("--tau1", type=float, default=None, help="exploration schedule start (default 0)")
+    p.add_argument("--tau2", type=float, default=None, help="exploration schedule end (default 1)")
+    p.add_argument("--rule", choices=RULES, default=None, help="selection rule (default sr_lss)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="keep successes of initial states with success rate below this, in [0, 1.01] (default 0.5)")
+    p.add_argument("--init-states", type=int, default=None, help="initial states per evaluation/collection (default 50)")
+    p.add_argument("--trials", type=int, default=None, help="trials per initial state (default 5)")
+    p.add_argument("--states-seed", type=int, default=None,
+                   help="seed drawing the initial states, the same for every seed, round and branch (default 100000)")
+    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task horizon)")
+    p.add_argument("--workers", type=int, default=None, help="rollout processes (default 1)")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="torch threads while training (default 1: robust on a busy CPU; try 2+ on an idle machine)")
+    p.add_argument("--curate", action="store_true",
+                   help="stop after each selection until its trimmed version <...>/roundR/curated is saved (sime-app); "
+                        "rerun to continue")
+    p.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
+                   help="dispatch seeds/branches as tasks to an existing Ray cluster (needs the cluster extra)")
+    p.add_argument("--print-config", action="store_true", help="print the resulting settings and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild the results table and plot of SIME runs from the store alone."""
+    from sime_data import open_store
+
+    from .pipeline import build_report, write_report
+
+    report = build_report(open_store(args.store), task=args.task, run=args.run)
+    report.print()
+    if report.summary.empty:
+        return 1
+    files = write_report(report, args.out)
+    print("written: " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="results of SIME runs (table + plot) rebuilt from the store",
+                       description="Success rate per round and branch (mean ± std over seeds), training data per "
+                                   "version; writes report.md, summary.csv, results.csv and success_rate.png.")
+    p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"), help="store location")
+    p.add_argument("--task", default=None, help="only this task")
+    p.add_argument("--run", default=None, help="only this run name")
+    p.add_argument("--out", default="sime_report", help="directory for the files (default ./sime_report)")
+    p.set_defaults(func=cmd_report)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_rollout, _add_demos, _add_run, _add_report]
 
 
 # ---------------------------------------------------------------------- main

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
+from sime_data.selection import PER_STATE_COLUMNS, per_state_table
+
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
-PER_STATE_COLUMNS = ["init_state_id", "trials", "successes", "success_rate"]
 
 
 @dataclass(frozen=True)
@@ -39,22 +40,12 @@ def summarize(episodes: pd.DataFrame, state_order: Sequence[str] | None = None) 
     `state_order` fixes the row order of the per-state table (states without episodes get 0 trials);
     by default states appear in order of first occurrence.
     """
+    per_state = per_state_table(episodes, state_order)
     success = episodes["success"].fillna(False).astype(bool) if len(episodes) else pd.Series([], dtype=bool)
-    ids = episodes["init_state_id"].astype(str) if len(episodes) else pd.Series([], dtype=str)
-    frame = pd.DataFrame({"init_state_id": ids.to_numpy(), "success": success.to_numpy()})
-    grouped = frame.groupby("init_state_id", sort=False)["success"].agg(trials="size", successes="sum")
-    order = list(state_order) if state_order is not None else list(dict.fromkeys(frame["init_state_id"]))
-    grouped = grouped.reindex(order, fill_value=0)
-    per_state = pd.DataFrame({
-        "init_state_id": grouped.index.astype(str),
-        "trials": grouped["trials"].astype(int).to_numpy(),
-        "successes": grouped["successes"].astype(int).to_numpy(),
-    })
-    trials = per_state["trials"].where(per_state["trials"] > 0)
-    per_state["success_rate"] = (per_state["successes"] / trials).astype(float)
-    n, wins = int(len(frame)), int(frame["success"].sum())
+    n, wins = int(len(episodes)), int(success.sum())
     rate = wins / n if n else float("nan")
-    return RolloutSummary(n, wins, rate, binomial_stderr(wins, n), per_state[PER_STATE_COLUMNS].reset_index(drop=True))
+    return RolloutSummary(n, wins, rate, binomial_stderr(wins, n), per_state)
+
 
 
 def summarize_version(store: "Store", version: str) -> RolloutSummary:

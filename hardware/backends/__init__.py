@@ -1,0 +1,1 @@
+"""Device backends: real ones (imported lazily, optional extras) and simulated ones (robosuite)."""

@@ -1,0 +1,79 @@
+"""Where independent pipeline jobs run: one after another here, or as tasks on an existing Ray cluster."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+log = logging.getLogger(__name__)
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+class Executor(Protocol):
+    """Runs a function over independent jobs and returns their results in order."""
+
+    description: str
+
+    def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
+        """fn(job) for every job; results in job order; the first failure is raised."""
+
+    def close(self) -> None:
+        """Release what the executor holds."""
+
+
+class LocalExecutor:
+    """Jobs one after another in this process (each still uses the run's rollout workers)."""
+
+    description = "local (one job at a time)"
+
+    def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
+        """fn(job) for every job, in order."""
+        return [fn(job) for job in jobs]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class RayExecutor:
+    """Jobs as Ray tasks on an existing cluster ('auto' or 'HOST:PORT'); each job writes its own store segments."""
+
+    def __init__(self, address: str, cpus_per_job: float = 1.0) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--ray needs Ray: pip install -e \".[cluster]\" (or pip install ray) on every node") from None
+        self._ray = ray
+        self.cpus_per_job = float(cpus_per_job)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=True, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"could not connect to the Ray cluster at {address!r}: {exc}. Start one with "
+                             "`ray start --head` (or give its address as --ray HOST:PORT)") from None
+        resources = ray.cluster_resources()
+        self.description = f"Ray cluster {address} ({resources.get('CPU', 0):g} CPUs, {int(resources.get('GPU', 0))} GPUs)"
+
+    def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
+        """Submit every job as a Ray task and wait for all of them."""
+        if not jobs:
+            return []
+        task = self._ray.remote(num_cpus=self.cpus_per_job, max_retries=0)(fn)
+        refs = [task.remote(job) for job in jobs]
+        try:
+            return list(self._ray.get(refs))
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, (ValueError, KeyError, FileNotFoundError)):
+                raise cause from None                  # input errors read the same as in a local run
+            raise RuntimeError(f"a pipeline task failed on the Ray cluster: {cause or exc}; rerun the same command to "
+                               "resume") from None
+
+    def close(self) -> None:
+        """Disconnect from the cluster (the cluster keeps running)."""
+        self._ray.shutdown()
+
+
+def make_executor(ray_address: str | None, cpus_per_job: float = 1.0) -> Any:
+    """LocalExecutor, or a RayExecutor connected to `ray_address`."""
+    return RayExecutor(ray_address, cpus_per_job) if ray_address else LocalExecutor()

@@ -1,0 +1,174 @@
+"""The SIME pipeline end to end on the real simulator: versions, lineage, report, resume and Ray dispatch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sime_data
+from sime_data.maintenance import verify
+from sime_policy.pipeline import PipelineConfig, build_report, run_pipeline
+from sime_policy.pipeline.names import Chain
+
+TINY = PipelineConfig(name="tiny", task="lift", demos=5, rounds=1, seeds=(7,), train_steps=8, noise_scale=0.5,
+                      threshold=1.01, init_states=2, trials=2, max_steps=24, workers=1, record_demos=True)
+
+
+def _cli(store: Path, out: Path, config: PipelineConfig, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sime_policy.cli", "run", "--store", str(store), "--out", str(out),
+            "--name", config.name, "--task", config.task, "--demos", str(config.demos), "--record-demos",
+            "--rounds", str(config.rounds), "--seeds", *map(str, config.seeds), "--steps", str(config.train_steps),
+            "--noise-scale", str(config.noise_scale), "--threshold", str(config.threshold),
+            "--init-states", str(config.init_states), "--trials", str(config.trials),
+            "--max-steps", str(config.max_steps), "--no-progress", *extra]
+
+
+def _wait_for_version(store_path: Path, name: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"pipeline exited early ({proc.returncode}): {proc.stdout.read()}")
+        if (store_path / "sime_store.json").exists() and sime_data.open_store(store_path).has_version(name):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not appear within {timeout} s")
+
+
+def _check_run(store: sime_data.Store, config: PipelineConfig, out: Path) -> None:
+    """Every version and lineage link of a finished run, and its report files."""
+    n_rollouts = config.init_states * config.trials
+    for seed in config.seeds:
+        base, sime, baseline = config.base_version, Chain("lift", config.name, seed, "sime"), \
+            Chain("lift", config.name, seed, "baseline")
+        r0_eval, r0_explore = store.version(sime.eval_version(0)), store.version(sime.explore_version(0))
+        assert r0_eval.n_episodes == r0_explore.n_episodes == n_rollouts
+        assert r0_eval.rule["trained_on"] == base and r0_eval.rule["exploration"]["explore_mode"] == "none"
+        assert r0_explore.rule["exploration"]["explore_mode"] == "sime"
+        assert r0_explore.rule["exploration"]["noise_scale"] == config.noise_scale
+        assert r0_eval.rule["init_state_ids"] == r0_explore.rule["init_state_ids"]   # same states for both
+        rows = store.episodes(version=r0_explore.name)
+        assert set(rows["explore_mode"]) == {"sime"} and set(rows["round"]) == {0}
+
+        for chain, source in ((sime, r0_explore), (baseline, r0_eval)):
+            train1 = store.version(chain.train_version(1, base))
+            assert train1.parents == [base, source.name]
+            assert train1.rule["source"] == source.name and train1.rule["base"] == base
+            assert train1.rule["threshold"] == config.threshold
+            successes = set(store.episodes(version=source.name).query("success")["episode_id"])
+            assert set(train1.episode_ids) == set(store.version(base).episode_ids) | successes  # 1.01 keeps all
+            eval1 = store.version(chain.eval_version(1))
+            assert eval1.rule["trained_on"] == train1.name and eval1.n_episodes == n_rollouts
+            assert set(store.episodes(version=eval1.name)["branch"]) == {chain.branch}
+            assert (chain.checkpoint_dir(out, 1) / "final.ckpt").is_file()
+        assert not store.has_version(sime.explore_version(1))      # the last round explores no more
+    for name in ("report.md", "summary.csv", "results.csv", "success_rate.png", "run.json"):
+        assert (out / name).is_file(), name
+    summary = build_report(store, run=config.name).summary
+    assert sorted(zip(summary["round"], summary["branch"])) == [(0, "baseline"), (0, "sime"), (1, "baseline"),
+                                                                 (1, "sime")]
+    assert (summary["seeds"] == len(config.seeds)).all()
+
+
+def test_pipeline_end_to_end_resumes_after_interrupt(tmp_path: Path) -> None:
+    store_path, out = tmp_path / "store", tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_cli(store_path, out, TINY), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    try:
+        _wait_for_version(store_path, Chain("lift", "tiny", 7, "sime").eval_version(0), proc, timeout=300)
+        proc.send_signal(signal.SIGINT)                                 # Ctrl-C in the middle of the run
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    store = sime_data.open_store(store_path)
+    round0 = out / "checkpoints" / "seed7" / "round0" / "final.ckpt"
+    trained_at = round0.stat().st_mtime_ns
+    before = set(store.episodes()["episode_id"])
+
+    report = run_pipeline(str(store_path), TINY, out, progress=False)   # the same command again: resumes
+    _check_run(store, TINY, out)
+    assert round0.stat().st_mtime_ns == trained_at                      # round 0 was not trained again
+    after = store.episodes()
+    assert before <= set(after["episode_id"])
+    assert len(after.query("source == 'rollout'")) == 4 * TINY.init_states * TINY.trials   # nothing collected twice
+    assert not report.summary.empty
+
+    # a third run finds every step done and changes nothing
+    versions = set(store.versions()["name"])
+    result = subprocess.run(_cli(store_path, out, TINY), capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "0 step(s) run" in result.stdout and "round 1 complete: 0 step(s) run" in result.stdout
+    assert set(store.versions()["name"]) == versions
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
+    store_path, out = tmp_path / "store", tmp_path / "out"
+    store = sime_data.open_store(store_path, create=True)
+    config = TINY.with_updates(rounds=1)
+    # fake a finished selection of this run made with another threshold
+    from sime_policy.demos import record_demos
+
+    record_demos(store, "lift", 5, progress=False)
+    store.create_version("lift/sime/tiny/seed7/sime/round1", store.version("lift/core_5").episode_ids,
+                         rule={"kind": "selection", "pipeline": config.with_updates(threshold=0.5).identity()})
+    result = subprocess.run(_cli(store_path, out, config), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "other settings (threshold differ)" in result.stderr and "--name" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("ray") is None, reason="Ray is not installed (pip install -e '.[cluster]')")
+def test_pipeline_on_a_local_ray_cluster(tmp_path: Path) -> None:
+    store_path, out = tmp_path / "store", tmp_path / "out"
+    port = 26379 + os.getpid() % 1000
+    temp_dir = Path("/tmp") / f"ray_sime_{os.getpid()}"      # Ray needs a short socket path
+    start = subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats", f"--temp-dir={temp_dir}"], capture_output=True, text=True,
+                           timeout=180)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        config = TINY.with_updates(name="ray", seeds=(3, 4))
+        result = subprocess.run(_cli(store_path, out, config, "--ray", f"127.0.0.1:{port}"), capture_output=True,
+                                text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "Ray cluster" in result.stdout
+        store = sime_data.open_store(store_path)
+        _check_run(store, config, out)
+        # each task wrote through its own writers: the two seeds' round-0 rollouts live in different segments
+        segments = [set(store.episodes(version=Chain("lift", "ray", s, "sime").eval_version(0))["segment"])
+                    for s in config.seeds]
+        assert segments[0].isdisjoint(segments[1])
+        assert verify(store).ok
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
+    store_path, out = tmp_path / "store", tmp_path / "out"
+    config = TINY.with_updates(name="cur", curate=True, init_states=1, trials=2)
+    first = subprocess.run(_cli(store_path, out, config, "--curate"), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
+    sime, baseline = Chain("lift", "cur", 7, "sime"), Chain("lift", "cur", 7, "baseline")
+    assert "sime-app" in first.stdout and sime.curated_version(1) in first.stdout
+    assert baseline.curated_version(1) in first.stdout               # every branch waiting is named at once
+    store = sime_data.open_store(store_path)
+    assert not (sime.checkpoint_dir(out, 1) / "final.ckpt").exists()
+    for chain in (sime, baseline):                                    # the person trims the first demo's ends
+        selection = store.version(chain.train_version(1, "lift/core_5"))
+        first_demo = selection.episode_ids[0]
+        store.create_version_from_trims(chain.curated_version(1), selection.name, {first_demo: [(2, 20)]})
+    second = subprocess.run(_cli(store_path, out, config, "--curate"), capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    from sime_policy.checkpoint import checkpoint_info
+
+    info = checkpoint_info(sime.checkpoint_dir(out, 1) / "final.ckpt")
+    assert info["data"]["version"] == sime.curated_version(1)
+    assert store.version(sime.eval_version(1)).rule["trained_on"] == sime.curated_version(1)

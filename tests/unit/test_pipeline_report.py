@@ -1,0 +1,129 @@
+"""SIME pipeline settings, bad input and the report rebuilt from a store (no simulator needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sime_data
+from sime_policy.cli import main as sime_main
+from sime_policy.pipeline import PipelineConfig, build_report, get_pipeline_preset, write_report
+from sime_policy.pipeline.names import Chain, parse_rollout_name
+
+
+def _episodes(store: sime_data.Store, successes: list[bool], **meta) -> list[str]:
+    ids = []
+    with store.writer(source="rollout", task="lift", **meta) as writer:
+        for i, ok in enumerate(successes):
+            for t in range(4):
+                writer.add_step(obs={"x": np.full(2, t, np.float32)}, action=np.zeros(3), reward=0.0, done=False)
+            ids.append(writer.finish(success=ok, init_state_id=f"s{i % 4}", trial=i // 4))
+    return ids
+
+
+def _eval(store: sime_data.Store, name: str, rate: float, trained_on: str) -> None:
+    n = 8
+    ids = _episodes(store, [i < round(rate * n) for i in range(n)])
+    store.create_version(name, ids, rule={"kind": "rollouts", "trained_on": trained_on})
+
+
+def test_report_summarises_seeds_rounds_and_branches(store: sime_data.Store, tmp_path) -> None:
+    demos = _episodes(store, [True] * 5)
+    store.create_version("lift/core_5", demos)
+    rates = {  # seed -> (round 0, baseline round 1, sime round 1)
+        1: (0.25, 0.375, 0.625),
+        2: (0.5, 0.5, 0.75),
+    }
+    for seed, (r0, base1, sime1) in rates.items():
+        chain_b, chain_s = Chain("lift", "exp", seed, "baseline"), Chain("lift", "exp", seed, "sime")
+        _eval(store, chain_s.eval_version(0), r0, "lift/core_5")
+        extra = _episodes(store, [True] * (seed + 1))
+        store.create_version(chain_b.train_version(1, "lift/core_5"), demos + extra[:1])
+        store.create_version(chain_s.train_version(1, "lift/core_5"), demos + extra)
+        _eval(store, chain_b.eval_version(1), base1, chain_b.train_version(1, "lift/core_5"))
+        _eval(store, chain_s.eval_version(1), sime1, chain_s.train_version(1, "lift/core_5"))
+    _eval(store, "lift/rollouts/other", 1.0, "lift/core_5")          # not part of a run: ignored
+
+    report = build_report(store)
+    assert report.runs == ["exp"]
+    assert report.value("exp", 0, "baseline") == report.value("exp", 0, "sime") == pytest.approx(0.375)
+    assert report.value("exp", 1, "baseline") == pytest.approx(0.4375)
+    assert report.value("exp", 1, "sime") == pytest.approx(0.6875)
+    row = report.summary[(report.summary["round"] == 1) & (report.summary["branch"] == "sime")].iloc[0]
+    assert row["seeds"] == 2
+    assert row["success_rate_std"] == pytest.approx(np.std([0.625, 0.75], ddof=1))
+    assert row["train_episodes"] == pytest.approx((7 + 8) / 2)        # 5 demos + seed + 1 selected
+    base_row = report.summary[(report.summary["round"] == 1) & (report.summary["branch"] == "baseline")].iloc[0]
+    assert base_row["train_episodes"] == 6
+    assert len(report.rows) == 8                                        # round 0 counted for both branches
+
+    files = write_report(report, tmp_path / "out")
+    assert set(files) == {"markdown", "summary", "results", "plot"}
+    assert files["plot"].stat().st_size > 5_000
+    assert pd.read_csv(files["summary"])["success_rate_mean"].round(4).tolist() == \
+        report.summary["success_rate_mean"].round(4).tolist()
+    text = files["markdown"].read_text()
+    assert "| 1 | sime | 0.688 ± 0.088 | 0.116 | 2 | 16 |" in text
+
+    # `sime report` rebuilds the same from the store alone
+    assert sime_main(["report", "--store", store.location, "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "report.md").read_text() == text
+
+
+def test_report_of_store_without_runs_says_so(store: sime_data.Store, tmp_path, capsys) -> None:
+    assert build_report(store).summary.empty
+    assert sime_main(["report", "--store", store.location, "--out", str(tmp_path / "r")]) == 1
+    assert "no SIME run results" in capsys.readouterr().out
+
+
+def test_rollout_names_round_trip() -> None:
+    chain = Chain("can", "exp-1", 2333, "sime")
+    assert parse_rollout_name(chain.eval_version(0)) == {"task": "can", "run": "exp-1", "seed": 2333, "branch": None,
+                                                         "round": 0, "kind": "eval"}
+    assert parse_rollout_name(chain.explore_version(3))["branch"] == "sime"
+    assert parse_rollout_name(chain.train_version(2, "can/core_10")) is None
+    assert chain.train_version(0, "can/core_10") == "can/core_10"
+
+
+@pytest.mark.parametrize("updates, message", [
+    ({"threshold": 1.2}, "threshold must lie in"),
+    ({"threshold": -0.1}, "threshold must lie in"),
+    ({"rounds": 0}, "rounds must be an integer >= 1"),
+    ({"seeds": ()}, "at least one seed"),
+    ({"seeds": (1, 1)}, "distinct"),
+    ({"task": "stack"}, "stack"),
+    ({"rule": "best"}, "unknown selection rule"),
+    ({"name": "a/b"}, "must not contain"),
+    ({"trials": 0}, "trials must be a positive integer"),
+])
+def test_bad_settings_are_refused(updates: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig().with_updates(**updates).validate()
+
+
+def test_threshold_boundaries_are_accepted() -> None:
+    for threshold in (0.0, 1.0, 1.01):
+        assert PipelineConfig(threshold=threshold).validate().threshold == threshold
+    assert get_pipeline_preset("quick").validate().record_demos
+    with pytest.raises(ValueError, match="unknown pipeline preset"):
+        get_pipeline_preset("fast")
+
+
+def test_cli_refuses_bad_input_with_the_fix(store: sime_data.Store, tmp_path, capsys) -> None:
+    out = str(tmp_path / "out")
+    assert sime_main(["run", "--store", store.location, "--out", out, "--threshold", "1.5"]) == 2
+    assert "threshold must lie in [0.0, 1.01]" in capsys.readouterr().err
+    assert sime_main(["run", "--store", store.location, "--out", out, "--rounds", "0"]) == 2
+    assert "rounds must be an integer >= 1" in capsys.readouterr().err
+    # the task's demos are missing: the error names the command that records them
+    assert sime_main(["run", "--store", store.location, "--out", out, "--demos", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "lift/core_10" in err and "sime demos --task lift --n 10" in err and "--record-demos" in err
+    assert store.versions().empty
+
+
+def test_print_config_applies_flags_over_preset(capsys) -> None:
+    assert sime_main(["run", "--preset", "quick", "--seeds", "1", "2", "--threshold", "0.3", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert '"seeds": [\n    1,\n    2\n  ]' in printed and '"threshold": 0.3' in printed and '"name": "quick"' in printed
