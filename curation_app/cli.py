@@ -1,0 +1,57 @@
+"""`sime-app --store PATH [--port N]`: start the Streamlit curation app on a store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def build_command(store: str, port: int | None = None, host: str | None = None, headless: bool = False) -> list[str]:
+    """The `streamlit run` command line that serves the app on `store`."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "viewer"]
+    if port is not None:
+        cmd += ["--server.port", str(port)]
+    if host is not None:
+        cmd += ["--server.address", host]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return cmd + ["--", "--store", store]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, check the store opens, then run streamlit in the foreground."""
+    parser = argparse.ArgumentParser(prog="sime-app", description="SIME curation app (Streamlit) on a trajectory store")
+    parser.add_argument("--store", "-s", default=os.environ.get("SIME_STORE"),
+                        help="store location (default $SIME_STORE)")
+    parser.add_argument("--port", type=int, default=None, help="port to serve on (default: streamlit's 8501)")
+    parser.add_argument("--host", default=None,
+                        help="address to bind (default: streamlit's; use 127.0.0.1 for local only)")
+    parser.add_argument("--headless", action="store_true", help="do not open a browser window")
+    args = parser.parse_args(argv)
+    if not args.store:
+        parser.error("--store PATH is required (or set $SIME_STORE)")
+    import sime_data
+
+    try:
+        sime_data.open_store(args.store)
+    except sime_data.StoreError as exc:
+        print(f"sime-app: {exc}", file=sys.stderr)
+        return 2
+    env = dict(os.environ, SIME_STORE=args.store)
+    cmd = build_command(args.store, args.port, args.host, args.headless)
+    if os.name == "posix":  # become the server process: signals (Ctrl-C, kill) reach streamlit directly
+        os.execve(cmd[0], cmd, env)
+    try:  # pragma: no cover - non-POSIX
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Overview page: counts, success rates per round and branch, per-initial-state histogram, SQL box."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import sime_data
+
+from .. import data
+from ..charts import bar_chart, sr_histogram
+
+DEFAULT_SQL = ("SELECT init_state_id, count(*) AS trials, avg(success::INT) AS success_rate\n"
+               "FROM episodes WHERE source = 'rollout'\nGROUP BY init_state_id ORDER BY success_rate LIMIT 100")
+
+
+def counts_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Episodes, frames and success rate per (source, task, round)."""
+    if episodes.empty:
+        return pd.DataFrame(columns=["source", "task", "round", "episodes", "frames", "success_rate"])
+    frame = episodes.assign(round=[("-" if pd.isna(r) else str(int(r))) for r in episodes["round"]],
+                            ok=episodes["success"].astype("Float64"))
+    out = frame.groupby(["source", "task", "round"], dropna=False, sort=True).agg(
+        episodes=("episode_id", "size"), frames=("length", "sum"), success_rate=("ok", "mean")).reset_index()
+    return out
+
+
+def rates_by_round_branch(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Success rate and count per (round, branch) of episodes that have a round."""
+    frame = episodes[episodes["round"].notna()]
+    if frame.empty:
+        return pd.DataFrame(columns=["round", "branch", "episodes", "success_rate"])
+    frame = frame.assign(round=frame["round"].astype("Int64").astype(str), branch=frame["branch"].fillna("main"),
+                         ok=frame["success"].astype("Float64"))
+    return frame.groupby(["round", "branch"], sort=True).agg(
+        episodes=("episode_id", "size"), success_rate=("ok", "mean")).reset_index()
+
+
+def per_state_rates(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Trials, successes and success rate per initial state."""
+    frame = episodes[episodes["init_state_id"].notna() & episodes["success"].notna()]
+    grouped = frame.assign(ok=frame["success"].astype(int)).groupby("init_state_id")["ok"]
+    return pd.DataFrame({"trials": grouped.size(), "successes": grouped.sum(),
+                         "success_rate": grouped.mean()}).reset_index()
+
+
+def _metrics(episodes: pd.DataFrame, n_versions: int) -> None:
+    cols = st.columns(5)
+    cols[0].metric("Episodes", f"{len(episodes):,}")
+    cols[1].metric("Frames", f"{int(episodes['length'].sum()) if len(episodes) else 0:,}")
+    rate = episodes["success"].astype("Float64").mean() if len(episodes) else None
+    cols[2].metric("Success rate", "-" if rate is None or pd.isna(rate) else f"{rate:.1%}")
+    cols[3].metric("Initial states", f"{episodes['init_state_id'].nunique():,}")
+    cols[4].metric("Versions", f"{n_versions:,}")
+
+
+def _histogram_section(path: str, token: str, episodes: pd.DataFrame) -> None:
+    st.subheader("Success rate per initial state")
+    versions = data.version_names(path, token)
+    sources = sorted(episodes["source"].dropna().unique().tolist())
+    c1, c2, c3 = st.columns(3)
+    scope = c1.selectbox("Episodes of", ["all episodes", *versions], key="ov_hist_version")
+    default_source = ["rollout"] if "rollout" in sources else sources
+    chosen_sources = c2.multiselect("Source", sources, default=default_source, key="ov_hist_source")
+    rounds = sorted(episodes["round"].dropna().astype(int).unique().tolist())
+    chosen_rounds = c3.multiselect("Round", rounds, default=[], key="ov_hist_round", placeholder="all rounds")
+    frame = episodes
+    if scope != "all episodes":
+        frame = frame[frame["episode_id"].isin(set(data.version_episode_ids(path, token, scope)))]
+    if chosen_sources:
+        frame = frame[frame["source"].isin(chosen_sources)]
+    if chosen_rounds:
+        frame = frame[frame["round"].isin(chosen_rounds)]
+    rates = per_state_rates(frame)
+    if rates.empty:
+        st.info("No episodes with an initial state and an outcome match these filters.")
+        return
+    left, right = st.columns([3, 2])
+    left.altair_chart(sr_histogram(rates["success_rate"], title=f"{len(rates)} initial states, "
+                                   f"{int(rates['trials'].sum())} trials"), width="stretch")
+    right.dataframe(rates.sort_values("success_rate"), hide_index=True, height=260, width="stretch",
+                    column_config={"success_rate": st.column_config.ProgressColumn("success rate", min_value=0,
+                                                                                   max_value=1, format="%.2f")})
+
+
+def _sql_section(path: str, token: str) -> None:
+    st.subheader("SQL")
+    st.caption("Read-only queries over the views `episodes`, `versions` and `version_episodes` (DuckDB dialect).")
+    with st.form("ov_sql_form", border=False):
+        query = st.text_area("Query", DEFAULT_SQL, height=110, key="ov_sql")
+        submitted = st.form_submit_button("Run query", type="primary", shortcut="Ctrl+Enter")
+    if submitted:
+        st.session_state["ov_sql_ran"] = query
+    ran = st.session_state.get("ov_sql_ran")
+    if not ran:
+        return
+    try:
+        result = data.sql_query(path, token, ran)
+    except sime_data.ReadOnlySQLError as exc:
+        st.error(f"Refused: {exc}")
+        return
+    except sime_data.SQLError as exc:
+        st.error(f"The query failed: {exc}")
+        return
+    st.caption(f"{len(result):,} rows")
+    st.dataframe(result, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(result), 1)))
+    st.download_button("Download CSV", result.to_csv(index=False).encode(), file_name="query.csv", mime="text/csv",
+                       key="ov_sql_csv")
+
+
+def render(path: str) -> None:
+    """Draw the overview page."""
+    store = data.get_store(path)
+    token = data.state_token(store)
+    episodes = data.episodes_table(path, token)
+    st.title("Overview")
+    st.caption(f"Store `{store.location}`")
+    _metrics(episodes, len(data.version_names(path, token)))
+    if episodes.empty:
+        st.info("The store has no episodes yet. Collect demonstrations or rollouts first "
+                "(`sime demos`, `sime rollout`).")
+        return
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.subheader("Episodes by source, task and round")
+        st.dataframe(counts_table(episodes), hide_index=True, width="stretch",
+                     column_config={"success_rate": st.column_config.NumberColumn("success rate", format="%.3f")})
+    with right:
+        st.subheader("Success rate by round")
+        table = rates_by_round_branch(episodes)
+        if table.empty:
+            st.info("No episode records a round yet.")
+        else:
+            st.altair_chart(bar_chart(table, "round", "success_rate", color="branch", y_title="success rate",
+                                      title="per round, one bar per branch"),
+                            width="stretch")
+    _histogram_section(path, token, episodes)
+    _sql_section(path, token)

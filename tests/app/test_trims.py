@@ -1,0 +1,95 @@
+"""The pure-Python trim queue, name suggestions, chart helpers and the CLI command line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from curation_app.charts import lineage_dot, removed_ranges, version_kind
+from curation_app.cli import build_command, main
+from curation_app.saving import suggest_name
+from curation_app.trims import TrimQueue, intersect, normalise, subtract
+
+
+def test_range_helpers() -> None:
+    assert normalise([(5, 8), (0, 3), (2, 4), (9, 9)]) == [(0, 4), (5, 8)]
+    assert subtract([(0, 10)], (3, 5)) == [(0, 3), (5, 10)]
+    assert subtract([(0, 10)], (0, 10)) == []
+    assert intersect([(0, 10)], [(2, 4), (8, 12)]) == [(2, 4), (8, 10)]
+    assert removed_ranges(10, [(2, 4), (6, 8)]) == [(0, 2), (4, 6), (8, 10)]
+
+
+def test_queue_window_cut_drop() -> None:
+    q = TrimQueue("base", {"a": [(0, 20)], "b": [(0, 10)], "c": [(2, 8)]})
+    assert q.changed() == [] and "nothing queued" in q.problems()[0]
+    q.set_window("a", 3, 18)
+    q.remove_segment("a", 8, 10)
+    assert q.keep_ranges("a") == [(3, 8), (10, 18)]
+    q.drop("b")
+    assert q.trims() == {"a": [(3, 8), (10, 18)]} and q.drops() == ["b"]
+    assert q.frames() == (20 + 10 + 6, 13 + 0 + 6)
+    q.restore_segment("a", 0)
+    assert q.keep_ranges("a") == [(3, 18)]
+    q.drop("b", False)
+    assert q.changed() == ["a"]
+    # a window wider than the base keeps only the base's frames; the base window is the default
+    assert q.window("c") == (2, 8)
+    q.set_window("c", 0, 8)
+    assert not q.is_changed("c")
+    q.reset("a")
+    assert q.changed() == []
+
+
+def test_queue_problems_and_navigation() -> None:
+    q = TrimQueue("base", {"a": [(0, 10)], "b": [(0, 10)]})
+    q.set_window("a", 0, 4)
+    q.remove_segment("a", 0, 4)
+    assert "remove every frame" in q.problems()[0]
+    q.reset("a")
+    q.drop("a")
+    q.drop("b")
+    assert any("every episode is dropped" in p for p in q.problems())
+    assert q.neighbour("a", 1) == "b" and q.neighbour("b", 1) == "b" and q.neighbour("a", -1) == "a"
+    with pytest.raises(ValueError):
+        q.set_window("a", 5, 5)
+    with pytest.raises(KeyError):
+        q.keep_ranges("zzz")
+
+
+def test_suggest_name() -> None:
+    assert suggest_name("v", []) == "v"
+    assert suggest_name("v", ["v"]) == "v-2"
+    assert suggest_name("v-2", ["v", "v-2", "v-3"]) == "v-4"
+
+
+def test_lineage_dot_and_kinds() -> None:
+    versions = pd.DataFrame({
+        "name": ["demos", "sel", "train"], "parents": [[], ["demos"], ["demos", "sel"]],
+        "rule": [None, '{"kind": "selection", "rule": "sr_lss"}', '{"kind": "union"}'],
+        "n_episodes": [4, 2, 6], "n_frames": [40, 20, 60], "success_rate": [1.0, None, 1.0]})
+    dot = lineage_dot(versions, highlight="sel")
+    assert '"demos" -> "sel"' in dot and '"sel" -> "train"' in dot and "penwidth" in dot
+    assert version_kind(None, []) == "root" and version_kind('{"kind": "trim"}', ["x"]) == "trim"
+
+
+def test_cli_command_and_bad_store(tmp_path, capsys) -> None:
+    cmd = build_command("/data/s", port=8555, host="127.0.0.1", headless=True)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[-2:] == ["--store", "/data/s"]
+    assert "8555" in cmd and "127.0.0.1" in cmd
+    assert main(["--store", str(tmp_path / "nothing")]) == 2
+    assert "no SIME store" in capsys.readouterr().err
+
+
+def test_image_key_detection_and_display() -> None:
+    import numpy as np
+
+    from curation_app.frames import image_keys, lowdim_obs_keys, to_display
+    from sime_data.segment import KeySpec
+
+    specs = {"obs/agentview_image": KeySpec((84, 84, 3), "|u1"), "obs/depth": KeySpec((64, 64), "<f4"),
+             "obs/eef_pos": KeySpec((3,), "<f4"), "states": KeySpec((45,), "<f8"),
+             "obs/big_vector": KeySpec((2048,), "<f4")}
+    assert image_keys(specs) == ["obs/agentview_image", "obs/depth"]
+    assert lowdim_obs_keys(specs) == ["obs/big_vector", "obs/eef_pos"]
+    depth = to_display(np.linspace(0, 5, 64 * 64, dtype=np.float32).reshape(64, 64))
+    assert depth.dtype == np.uint8 and depth.min() == 0 and depth.max() == 255
