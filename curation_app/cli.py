@@ -24,6 +24,25 @@ def build_command(store: str, port: int | None = None, host: str | None = None, 
     return cmd + ["--", "--store", store]
 
 
+def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until the app server at `url` answers its health check; RuntimeError if it exits or times out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {server.returncode}" if server.poll() is not None else f"silent for {timeout:g} s"
+            raise RuntimeError(f"the app server at {url} did not start ({state})")
+        time.sleep(0.3)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, check the store opens, then run streamlit in the foreground."""
     parser = argparse.ArgumentParser(prog="sime-app", description="SIME curation app (Streamlit) on a trajectory store")

@@ -12,14 +12,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 import sime_data
+from curation_app.cli import wait_until_serving
 
 from app_testlib import LENGTH, _template_store  # noqa: F401 (fixture)
 
@@ -52,18 +51,11 @@ def server(_template_store: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, SIME_APP_RENDER="0"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"the app server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+        try:
+            wait_until_serving(url, proc)
+        except RuntimeError as exc:
+            log.flush()
+            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
         yield url, store
     finally:
         proc.terminate()

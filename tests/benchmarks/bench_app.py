@@ -29,7 +29,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import urllib.request
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from curation_app.cli import wait_until_serving
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -214,17 +215,7 @@ def serve(location: Path | None = None, script: Path | None = None) -> Iterator[
                             env=dict(os.environ, SIME_APP_RENDER="0"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the app server did not start")
-            time.sleep(0.3)
+        wait_until_serving(url, proc)
         yield url
     finally:
         proc.terminate()
