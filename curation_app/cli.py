@@ -43,6 +43,16 @@ def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 60.0
         time.sleep(0.3)
 
 
+def stop_server(server: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate an app server process, killing it if it does not exit within `timeout` seconds."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, check the store opens, then run streamlit in the foreground."""
     parser = argparse.ArgumentParser(prog="sime-app", description="SIME curation app (Streamlit) on a trajectory store")

@@ -201,7 +201,8 @@ def create_selection_version(store: "Store", name: str, source: str, rule: str =
     parents = [source]
     if base is not None:
         base_manifest = store.version(base).manifest[["episode_id", "frame_start", "frame_stop"]]
-        added = [e for e in selection.episode_ids if e not in set(base_manifest["episode_id"])]
+        in_base = set(base_manifest["episode_id"])
+        added = [e for e in selection.episode_ids if e not in in_base]
         new_rows = pd.DataFrame({"episode_id": added, "frame_start": pd.NA, "frame_stop": pd.NA})
         manifest = pd.concat([base_manifest, new_rows], ignore_index=True) if added else base_manifest
         rule_record.update(base=base, n_added=len(added))

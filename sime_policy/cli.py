@@ -259,8 +259,6 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
     }
     if args.set:
         updates["policy_overrides"] = {**config.policy_overrides, **_overrides(args.set)}
-    if args.task and not args.config and config.policy_preset and not config.policy_preset.startswith(args.task):
-        updates["policy_preset"] = f"{args.task}_lowdim_cpu"
     return config.with_updates(**updates).validate()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Callable, Protocol, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,6 @@ class RayExecutor:
         self._ray.shutdown()
 
 
-def make_executor(ray_address: str | None, cpus_per_job: float = 1.0) -> Any:
+def make_executor(ray_address: str | None, cpus_per_job: float = 1.0) -> Executor:
     """LocalExecutor, or a RayExecutor connected to `ray_address`."""
     return RayExecutor(ray_address, cpus_per_job) if ray_address else LocalExecutor()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import pandas as pd
 
 from ..rollout_report import binomial_stderr
 from .config import BRANCHES
-from .names import parse_rollout_name
+from .names import parse_rollout_name, rule_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -85,16 +84,6 @@ def _mean_std(row: pd.Series) -> str:
     return f"{row['success_rate_mean']:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
 
 
-def _rule(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text) if isinstance(text, str) and text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def result_rows(store: "Store", task: str | None = None, run: str | None = None) -> pd.DataFrame:
     """One row per evaluation (seed, round, branch) of SIME runs; round 0 appears under both branches."""
     versions = store.versions()
@@ -106,7 +95,7 @@ def result_rows(store: "Store", task: str | None = None, run: str | None = None)
             continue
         if (task and parts["task"] != task) or (run and parts["run"] != run):
             continue
-        trained_on = _rule(version["rule"]).get("trained_on")
+        trained_on = rule_dict(version["rule"]).get("trained_on")
         train = by_name.loc[trained_on] if trained_on in by_name.index else None
         rollouts = int(version["n_episodes"])
         base = {

@@ -98,7 +98,7 @@ def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *
     check_run_settings(store, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-    executor = make_executor(ray_address, cpus_per_job=float(config.workers)) if ray_address else LocalExecutor()
+    executor = make_executor(ray_address, cpus_per_job=float(config.workers))
     try:
         print(describe(config, store, out, executor.description), flush=True)
         states = initial_states(config)

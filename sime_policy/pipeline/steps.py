@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from sime_data.selection import create_selection_version
 
 from ..exploration import NO_EXPLORATION, Exploration
 from .config import PipelineConfig
-from .names import Chain
+from .names import Chain, rule_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -177,20 +177,10 @@ def check_run_settings(store: "Store", config: PipelineConfig) -> None:
     prefix = f"{config.task}/sime/{config.name}/"
     names = store.sql(f"SELECT name, rule FROM versions WHERE starts_with(name, '{prefix}')")
     for _, row in names.iterrows():
-        rule: dict[str, Any] = row["rule"] if isinstance(row["rule"], dict) else _json(row["rule"])
-        saved = rule.get("pipeline")
+        saved = rule_dict(row["rule"]).get("pipeline")
         if saved is not None and saved != config.identity():
             changed = sorted(k for k in set(saved) | set(config.identity()) if saved.get(k) != config.identity().get(k))
             raise PipelineStateError(
                 f"run {config.name!r} in {store.location} was made with other settings ({', '.join(changed)} differ); "
                 "rerun with the original settings to resume it, or pass another --name for a new run")
 
-
-def _json(text: Any) -> dict[str, Any]:
-    import json
-
-    try:
-        value = json.loads(text) if text else {}
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}

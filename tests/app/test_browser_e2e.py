@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 import sime_data
-from curation_app.cli import wait_until_serving
+from curation_app.cli import stop_server, wait_until_serving
 
 from app_testlib import LENGTH, _template_store  # noqa: F401 (fixture)
 
@@ -58,12 +58,7 @@ def server(_template_store: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
             pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
         yield url, store
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_server(proc)
         log.close()
 
 

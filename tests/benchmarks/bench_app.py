@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from curation_app.cli import wait_until_serving
+from curation_app.cli import stop_server, wait_until_serving
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -218,11 +218,7 @@ def serve(location: Path | None = None, script: Path | None = None) -> Iterator[
         wait_until_serving(url, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 def _drawn(page: Any, start: float) -> float:
