@@ -12,7 +12,7 @@ if __package__ in (None, ""):  # run as a script by `streamlit run`: make the pa
 
 import sime_data  # noqa: E402
 
-from curation_app import data  # noqa: E402
+from curation_app import auth, data  # noqa: E402
 from curation_app.views import browser, overview, selection, trimming, versions  # noqa: E402
 
 #: Page key -> (label in the sidebar, one-line help, render function).
@@ -38,7 +38,10 @@ def _on_page_change() -> None:
 
 def main() -> None:
     """Set up the page, pick the store and draw the chosen page."""
-    st.set_page_config(page_title="SIME curation", page_icon=":material/robot_2:", layout="wide")
+    # a local icon: a Material icon here would make the browser fetch it from fonts.gstatic.com
+    st.set_page_config(page_title="SIME curation", page_icon=data.PAGE_ICON, layout="wide")
+    if not auth.signed_in():
+        st.stop()
     path = data.store_path()
     with st.sidebar:
         st.markdown("## SIME curation")
@@ -55,6 +58,10 @@ def main() -> None:
                         format_func=lambda k: PAGES[k][0], captions=[p[1] for p in PAGES.values()])
         st.divider()
         st.caption(f"Store: `{store.location}`")
+        unreadable = store.catalog.unreadable_versions()
+        if unreadable:
+            st.warning(f"{len(unreadable)} version file(s) could not be read and are left out: "
+                       + "; ".join(f"`{rel}`" for rel in unreadable) + ". Run `sime-data verify`.")
         st.caption("Nothing is ever deleted: trims and selections are saved as new versions.")
     PAGES[page][2](path)
 

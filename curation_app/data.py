@@ -18,6 +18,7 @@ import streamlit as st
 
 import sime_data
 from sime_data.layout import VERSION_SUFFIX, VERSIONS_DIR
+from sime_data.sql_sandbox import INTERACTIVE_MAX_ROWS, INTERACTIVE_TIMEOUT_S
 
 #: Episode columns the app shows (the big init_state blobs and key lists stay on disk).
 EPISODE_COLUMNS = [
@@ -25,6 +26,10 @@ EPISODE_COLUMNS = [
     "branch", "checkpoint", "explore_mode", "noise_scale", "tau1", "tau2", "seed", "created_at", "tags", "notes",
 ]
 ENV_STORE = "SIME_STORE"
+ENV_SQL_TIMEOUT = "SIME_APP_SQL_TIMEOUT"
+ENV_SQL_MAX_ROWS = "SIME_APP_SQL_MAX_ROWS"
+#: Favicon: a plain emoji, drawn by the browser itself (no icon font is fetched from the internet).
+PAGE_ICON = "🤖"
 
 
 def store_path(argv: list[str] | None = None) -> str | None:
@@ -85,10 +90,18 @@ def version_episode_ids(path: str, token: str, name: str) -> list[str]:
     return list(version_ranges(path, token, name))
 
 
+def sql_limits() -> tuple[float | None, int | None]:
+    """(timeout in seconds, result row cap) of the SQL box: $SIME_APP_SQL_TIMEOUT / $SIME_APP_SQL_MAX_ROWS."""
+    timeout = float(os.environ.get(ENV_SQL_TIMEOUT) or INTERACTIVE_TIMEOUT_S)
+    max_rows = int(os.environ.get(ENV_SQL_MAX_ROWS) or INTERACTIVE_MAX_ROWS)
+    return (timeout if timeout > 0 else None), (max_rows if max_rows > 0 else None)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def sql_query(path: str, token: str, query: str) -> pd.DataFrame:
-    """Result of a read-only SQL query (raises sime_data.SQLError / ReadOnlySQLError)."""
-    return get_store(path).sql(query)
+    """Result of a read-only SQL query, time-limited and row-capped (raises SQLError / ReadOnlySQLError)."""
+    timeout_s, max_rows = sql_limits()
+    return get_store(path).sql(query, timeout_s=timeout_s, max_rows=max_rows)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

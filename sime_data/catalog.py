@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import socket
 import threading
 import time
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 import duckdb
@@ -18,10 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import CorruptStoreError, ReadOnlySQLError, SQLError
+from .errors import CorruptStoreError, SQLError, StoreWarning
 from .layout import COMPACT_PREFIX, EPISODES_DIR, LOCKS_DIR, VERSION_SUFFIX, VERSIONS_DIR, version_name_from_path
-from .processes import pid_alive
+from .processes import HeldLock, lock_is_live
+from .row_overlap import IdRange, id_range, overlapping_groups, shared_episode
 from .schema import EPISODE_SCHEMA
+from .sql_sandbox import API_MAX_ROWS, API_TIMEOUT_S, check_read_only, run_read_only
+
+__all__ = ["Catalog", "check_read_only", "read_version_file", "compact_store", "compact_segment"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -51,8 +55,6 @@ VERSIONS_SCHEMA = pa.schema(
         ("success_rate", pa.float64()),
     ]
 )
-#: Statement types a user's SQL may contain: queries only.
-ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def _read_parquet(store: "Store", rel: str) -> pa.Table:
@@ -75,11 +77,14 @@ class Catalog:
         self._episode_index: dict[str, int] | None = None
         self._version_files: dict[str, tuple[dict[str, Any], pa.Table]] = {}
         self._version_names: tuple[str, ...] | None = None
+        self._unreadable_versions: dict[str, str] = {}
+        self._warned: set[str] = set()
         self._versions = VERSIONS_SCHEMA.empty_table()
         self._version_episodes = pa.table({"version": pa.array([], pa.string()), **{f.name: pa.array([], f.type) for f in MANIFEST_SCHEMA}})
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._registered: dict[str, int] = {}
         self._footers: set[str] = set()
+        self._id_ranges: dict[str, IdRange] = {}
+        self._file_ids: dict[str, pa.Array] = {}
+        self._clean_groups: set[tuple[str, ...]] = set()
         self._listed: tuple[str, ...] | None = None
         self._dup_possible = False
         self._dataset: tuple[tuple[str, ...], Any] | None = None
@@ -128,6 +133,8 @@ class Catalog:
                 self._footers.discard(rel)
                 self._supersedes.pop(rel, None)
                 self._file_tables.pop(rel, None)
+                self._file_ids.pop(rel, None)
+                self._id_ranges.pop(rel, None)
         superseded: set[str] = set()
         for rel in files:
             superseded |= self._supersedes.get(rel, frozenset())
@@ -142,24 +149,69 @@ class Catalog:
                 if seen & merged:
                     dup = True
                 seen |= merged
+            if not dup:
+                self._refuse_duplicates(active)
             self._dup_possible = dup
             self._listed = active
             self._column_cache = {}
         return active
 
+    def _refuse_duplicates(self, active: tuple[str, ...]) -> None:
+        """CorruptStoreError when two active row files hold the same episode (a copied or foreign file)."""
+        groups = overlapping_groups({rel: self._id_ranges.get(rel) for rel in active})
+        for group in groups:
+            if group in self._clean_groups:
+                continue
+            found = shared_episode(group, self._episode_ids)
+            if found is not None:
+                eid, a, b = found
+                raise CorruptStoreError(
+                    f"episode {eid} has rows in two episode row files, {min(a, b)} and {max(a, b)}: one of them is a "
+                    "copy (a sync tool, a hand-made backup) or a foreign file. Nothing is read until it is moved out "
+                    "of meta/episodes; `sime-data verify` lists every duplicated episode")
+        self._clean_groups = set(groups)
+        in_groups = {rel for group in groups for rel in group}
+        for rel in list(self._file_ids):
+            if rel not in in_groups:
+                del self._file_ids[rel]
+
+    def _episode_ids(self, rel: str) -> pa.Array:
+        """The episode_id column of one row file (cached while the file overlaps another)."""
+        if rel not in self._file_ids:
+            try:
+                source = self.store.sfs.path(rel) if self.store.sfs.is_local else io.BytesIO(self.store.sfs.read_bytes(rel))
+                column = pq.read_table(source, columns=["episode_id"])["episode_id"]
+            except FileNotFoundError:
+                raise
+            except Exception as exc:
+                raise CorruptStoreError(f"episode metadata file {rel} is unreadable ({exc}); run `sime-data verify`") from exc
+            self._file_ids[rel] = column.combine_chunks().cast(pa.string())
+        return self._file_ids[rel]
+
     def _read_footer(self, rel: str) -> None:
+        """Check a new row file is an episode row file; note its supersessions and episode id range."""
         try:
-            if self.store.sfs.is_local:
-                schema = pq.read_schema(self.store.sfs.path(rel))
-            else:
-                schema = pq.read_schema(io.BytesIO(self.store.sfs.read_bytes(rel)))
-        except FileNotFoundError:
+            source = self.store.sfs.path(rel) if self.store.sfs.is_local else io.BytesIO(self.store.sfs.read_bytes(rel))
+            with pq.ParquetFile(source) as parquet:
+                schema = parquet.schema_arrow
+                if not _is_episode_schema(schema):
+                    raise CorruptStoreError(
+                        f"{rel} is not an episode row file of this store (its columns are {schema.names[:8]}"
+                        f"{' ...' if len(schema.names) > 8 else ''}): a foreign or hand-edited Parquet file. Nothing "
+                        "is read until it is moved out of meta/episodes; `sime-data verify` lists every such file")
+                span = id_range(parquet.metadata)
+        except (FileNotFoundError, CorruptStoreError):
             raise
-        except Exception as exc:  # a damaged file must not hide the rest of the store
+        except Exception as exc:  # a damaged file is reported by name, never read as rows
             raise CorruptStoreError(f"episode metadata file {rel} is unreadable ({exc}); run `sime-data verify`") from exc
         meta = schema.metadata or {}
         if SUPERSEDES_KEY in meta:
-            self._supersedes[rel] = frozenset(json.loads(meta[SUPERSEDES_KEY]))
+            try:
+                self._supersedes[rel] = frozenset(json.loads(meta[SUPERSEDES_KEY]))
+            except (TypeError, ValueError) as exc:
+                raise CorruptStoreError(f"episode metadata file {rel} has unreadable compaction metadata ({exc}); "
+                                        "run `sime-data verify`") from exc
+        self._id_ranges[rel] = span
         self._footers.add(rel)
 
     def _refresh_episodes(self) -> None:
@@ -244,14 +296,18 @@ class Catalog:
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> tuple[pa.Table, pa.Table]:
-        """(versions table, version_episodes table), fresh from the listing."""
+        """(versions table, version_episodes table), fresh from the listing; unreadable files are left out."""
         with self._lock:
             files = self.store.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
-            names = tuple(version_name_from_path(f) for f in files)
-            if names != self._version_names:
-                for rel, name in zip(files, names):
-                    if name not in self._version_files:
-                        self._version_files[name] = read_version_file(self.store, rel)
+            listed = tuple(version_name_from_path(f) for f in files)
+            for gone in set(self._unreadable_versions) - set(files):
+                del self._unreadable_versions[gone]
+            if listed != self._version_names or self._unreadable_versions:
+                names = []
+                for rel, name in zip(files, listed):
+                    if name not in self._version_files and not self._load_version_file(name, rel):
+                        continue
+                    names.append(name)
                 infos = [self._version_files[n][0] for n in names]
                 self._versions = pa.Table.from_pylist([_version_row(i) for i in infos], schema=VERSIONS_SCHEMA)
                 manifests = [
@@ -262,8 +318,34 @@ class Catalog:
                     self._version_episodes = pa.concat_tables(manifests).combine_chunks()
                 else:
                     self._version_episodes = self._version_episodes.slice(0, 0)
-                self._version_names = names
+                self._version_names = listed
             return self._versions, self._version_episodes
+
+    def _load_version_file(self, name: str, rel: str) -> bool:
+        """Read one version file into the cache; on damage warn once, naming the file, and return False."""
+        try:
+            loaded = read_version_file(self.store, rel)
+            _version_row(loaded[0])
+        except FileNotFoundError:  # removed between listing and reading
+            self._unreadable_versions.pop(rel, None)
+            return False
+        except (CorruptStoreError, KeyError, TypeError, ValueError) as exc:
+            why = str(exc) if isinstance(exc, CorruptStoreError) else f"version file {rel} is unreadable ({exc!r})"
+            self._unreadable_versions[rel] = why
+            if why not in self._warned:
+                self._warned.add(why)
+                warnings.warn(f"{why}; version {name!r} is left out of SQL and the version list until the file is "
+                              "repaired (the rest of the store is unaffected)", StoreWarning, stacklevel=4)
+            return False
+        self._unreadable_versions.pop(rel, None)
+        self._version_files[name] = loaded
+        return True
+
+    def unreadable_versions(self) -> dict[str, str]:
+        """Version files left out of the version list and SQL because they are unreadable: path -> reason."""
+        with self._lock:
+            self.versions()
+            return dict(self._unreadable_versions)
 
     def version(self, name: str) -> tuple[dict[str, Any], pa.Table] | None:
         """(info, manifest) of one version, or None if it does not exist."""
@@ -278,63 +360,36 @@ class Catalog:
             return self._version_files[name]
 
     # ------------------------------------------------------------------ SQL
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            con = duckdb.connect(":memory:")
-            threads = os.cpu_count() or 1
-            con.execute(f"SET threads={max(1, min(4, threads))}")
-            con.execute("SET enable_external_access=false")
-            con.execute("SET lock_configuration=true")
-            self._con = con
-        return self._con
-
-    def _register(self, con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-        if self._registered.get(name) != id(table):
-            con.register(name, table)
-            self._registered[name] = id(table)
-
-    def sql(self, query: str) -> pd.DataFrame:
-        """Run one read-only SQL query over the views episodes, versions, version_episodes."""
-        statements = check_read_only(query)
-        with self._lock:
-            con = self._connection()
-            versions, version_episodes = self.versions()
-            self._register(con, "versions", versions)
-            self._register(con, "version_episodes", version_episodes)
-            for attempt in range(20):
+    def sql(self, query: str, *, timeout_s: float | None = API_TIMEOUT_S,
+            max_rows: int | None = API_MAX_ROWS) -> pd.DataFrame:
+        """Run one read-only SQL query over the views episodes, versions, version_episodes (see sql_sandbox)."""
+        check_read_only(query)  # refused before any file is read
+        for attempt in range(20):
+            with self._lock:  # held only to take a snapshot: a long query never blocks other readers
+                versions, version_episodes = self.versions()
                 active = self._retrying(self._refresh_files)
                 episodes = self.episodes() if self._dup_possible else self._episode_dataset(active)
-                self._register(con, "episodes", episodes)
-                try:
-                    return con.execute(statements[0].query).df()
-                except duckdb.Error as exc:
-                    if all(self.store.sfs.exists(f) for f in active):
-                        raise SQLError(f"SQL error: {exc}") from exc
-                    time.sleep(0.01 * (attempt + 1))  # a compaction replaced files mid-query: list again
-            raise CorruptStoreError("episode metadata kept changing while being queried; try again")  # pragma: no cover
+            tables = {"episodes": episodes, "versions": versions, "version_episodes": version_episodes}
+            try:
+                return run_read_only(query, tables, timeout_s=timeout_s, max_rows=max_rows)
+            except duckdb.Error as exc:
+                if all(self.store.sfs.exists(f) for f in active):
+                    raise SQLError(f"SQL error: {exc}") from exc
+                time.sleep(0.01 * (attempt + 1))  # a compaction replaced files mid-query: list again
+        raise CorruptStoreError("episode metadata kept changing while being queried; try again")  # pragma: no cover
 
 
-def check_read_only(query: str) -> list[Any]:
-    """Parse `query`; raise SQLError on syntax errors and ReadOnlySQLError on anything but one query."""
-    if not isinstance(query, str) or not query.strip():
-        raise SQLError("empty SQL query")
+def _is_episode_schema(schema: pa.Schema) -> bool:
+    """True when a row file's columns are those of the episode schema (castable types)."""
+    if schema.names != EPISODE_SCHEMA.names:
+        return False
+    if schema.types == EPISODE_SCHEMA.types:  # as the store writes them
+        return True
     try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise SQLError(f"SQL syntax error: {exc}") from exc
-    if not statements:
-        raise SQLError("empty SQL query")
-    for statement in statements:
-        if statement.type not in ALLOWED_STATEMENTS:
-            kind = str(statement.type).rsplit(".", 1)[-1]
-            raise ReadOnlySQLError(
-                f"the catalog is read-only: {kind} statements are refused, only SELECT queries run "
-                f"(offending statement: {statement.query.strip()[:80]!r}). Change data through the store API "
-                "(writers, versions) instead."
-            )
-    if len(statements) > 1:
-        raise SQLError("one query at a time, please: found several statements separated by ';'")
-    return statements
+        schema.empty_table().replace_schema_metadata(None).cast(EPISODE_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        return False
+    return True
 
 
 def _drop_duplicate_episodes(table: pa.Table) -> pa.Table:
@@ -379,35 +434,38 @@ def _version_row(info: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- compaction
 class _CompactionLock:
-    """Store-wide advisory lock so two compactions never merge the same files."""
+    """Store-wide advisory lock so two compactions never merge the same files.
 
-    STALE_SECONDS = 3600
+    Held as an OS lock for the compaction's life (a heartbeat on object stores), like a writer's segment
+    lock: a compaction in another PID namespace or container is live while it runs, and a killed one's
+    lock is taken over at once.
+    """
 
     def __init__(self, store: "Store") -> None:
         self.store = store
         self.rel = f"{LOCKS_DIR}/compaction.lock"
-        self.held = False
+        self.held: HeldLock | None = None
+
+    def _take(self) -> None:
+        self.held = HeldLock(self.store.sfs, self.rel, {"host": socket.gethostname(), "at": time.time(),
+                                                        "kind": "compaction"})
 
     def __enter__(self) -> "_CompactionLock":
-        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}).encode()
         try:
-            self.store.sfs.write_atomic(self.rel, payload, exclusive=True, durable=False)
-            self.held = True
+            self._take()
         except FileExistsError:
             try:
-                info = json.loads(self.store.sfs.read_bytes(self.rel))
-                dead = info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1)))
-                if dead or time.time() - float(info.get("at", 0)) > self.STALE_SECONDS:
+                if not lock_is_live(self.store.sfs, self.rel):
                     self.store.sfs.remove(self.rel)
-                    self.store.sfs.write_atomic(self.rel, payload, exclusive=True, durable=False)
-                    self.held = True
-            except (FileNotFoundError, FileExistsError, ValueError):
+                    self._take()
+            except (FileNotFoundError, FileExistsError):
                 pass
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.held:
-            self.store.sfs.remove(self.rel)
+        if self.held is not None:
+            self.held.release()
+            self.held = None
 
 
 def _merge_files(store: "Store", files: list[str], out_rel: str, scope: str) -> int:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import StoreError
+from .sql_sandbox import INTERACTIVE_MAX_ROWS, INTERACTIVE_TIMEOUT_S
 
 #: Piped output (files, CI logs) gets wide tables instead of the 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -85,8 +86,21 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    """Run a read-only SQL query and print the result."""
-    frame = _open(args).sql(args.query)
+    """Run a read-only SQL query (time-limited, row-capped, stopped by Ctrl-C) and print the result."""
+    import warnings
+
+    store = _open(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = store.sql(args.query, timeout_s=args.timeout or None, max_rows=args.max_result_rows or None)
+        except KeyboardInterrupt:
+            err_console.print("[red]error:[/red] query interrupted (Ctrl-C); it was stopped and nothing was changed",
+                              highlight=False)
+            return 130
+        finally:
+            for warning in caught:
+                err_console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
     elif args.json:
@@ -141,6 +155,10 @@ def cmd_import_robomimic(args: argparse.Namespace) -> int:
 
     result = import_robomimic(_open(args), args.file, task=args.task, source=args.source, version=args.version,
                               progress=not args.quiet)
+    if result.already_imported:
+        console.print(f"{args.file} was imported before (same content, sha256) as version {result.version}: "
+                      "nothing was written")
+        return 0
     console.print(f"imported {len(result.episode_ids)} episodes ({result.n_frames} frames); "
                   f"versions: {', '.join(result.versions)}")
     return 0
@@ -159,7 +177,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Check every committed row, version and chunk; exit 1 on damage."""
     from .maintenance import verify
 
-    report = verify(_open(args), check_chunks=not args.no_chunks, progress=not args.quiet)
+    if args.deep and args.no_chunks:
+        raise StoreError("--deep reads every chunk; it cannot be combined with --no-chunks")
+    report = verify(_open(args), check_chunks=not args.no_chunks, deep=args.deep, progress=not args.quiet)
     console.print(report.summary())
     for problem in report.problems:
         err_console.print(f"[red]problem[/red] {problem}")
@@ -167,12 +187,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    """Remove frames of crashed writers that no committed episode references."""
+    """Remove frames of crashed writers that no committed episode references (refuses on a damaged store)."""
     from .maintenance import gc
 
-    report = gc(_open(args), dry_run=args.dry_run, force=args.force)
-    console.print(report.summary())
+    store = _open(args)
+    if args.force and not args.dry_run:
+        # forced past verify's findings: show what would go first, then ask (or require --yes when not interactive)
+        preview = gc(store, dry_run=True, force=True, ignore_locks=args.ignore_locks)
+        _print_gc(preview, listing=True)
+        if not preview.listing:
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                err_console.print("[red]error:[/red] gc --force removes the files listed above; rerun with --yes to "
+                                  "confirm (nothing was removed)", highlight=False)
+                return 1
+            if input("remove them? [y/N] ").strip().lower() not in ("y", "yes"):
+                console.print("nothing removed")
+                return 1
+    report = gc(store, dry_run=args.dry_run, force=args.force, ignore_locks=args.ignore_locks)
+    _print_gc(report, listing=args.dry_run or args.verbose)
     return 0
+
+
+def _print_gc(report: Any, listing: bool) -> None:
+    """gc's problems ignored, its listing (when asked) and its summary line."""
+    for problem in report.problems_ignored:
+        err_console.print(f"[yellow]problem (ignored: --force)[/yellow] {problem}", highlight=False)
+    if listing:
+        for line in report.listing:
+            console.print(("would remove " if report.dry_run else "removed ") + line, highlight=False)
+    console.print(report.summary(), highlight=False)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -244,7 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON records")
-    p.add_argument("--max-rows", type=int, default=50)
+    p.add_argument("--max-rows", type=int, default=50, help="rows to print as a table (default 50)")
+    p.add_argument("--timeout", type=float, default=INTERACTIVE_TIMEOUT_S, metavar="S",
+                   help=f"stop the query after S seconds (default {INTERACTIVE_TIMEOUT_S:g}; 0 = no limit)")
+    p.add_argument("--max-result-rows", type=int, default=INTERACTIVE_MAX_ROWS, metavar="N",
+                   help=f"refuse results of more than N rows (default {INTERACTIVE_MAX_ROWS:,}; 0 = no cap)")
 
     p = add("versions", cmd_versions, "list, show, diff or create versions")
     vsub = p.add_subparsers(dest="action", required=True)
@@ -291,10 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p = add("verify", cmd_verify, "check every referenced chunk and row; exit 1 on damage")
     p.add_argument("--no-chunks", action="store_true", help="skip reading array chunks (metadata only)")
+    p.add_argument("--deep", action="store_true",
+                   help="also compare every chunk file with the crc32c recorded at commit (reads all data)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p = add("gc", cmd_gc, "remove unreferenced frames of crashed writers")
-    p.add_argument("--dry-run", action="store_true", help="report what would be removed")
-    p.add_argument("--force", action="store_true", help="also reclaim segments whose writer still holds a lock")
+    p = add("gc", cmd_gc, "remove unreferenced frames of crashed writers (refuses while verify finds damage)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.add_argument("--force", action="store_true",
+                   help="run even though verify finds damage: lists what would go first, then asks (frames that "
+                        "rows, checksum records or versions name are never removed)")
+    p.add_argument("--yes", "-y", action="store_true", help="with --force: do not ask before removing")
+    p.add_argument("--ignore-locks", action="store_true",
+                   help="treat every writer as dead (only when you know none runs, e.g. object-store writers of a "
+                        "crashed machine inside their heartbeat grace period)")
     add("compact", cmd_compact, "merge episode row files into one (faster catalog loads)")
     p = add("migrate", cmd_migrate, "upgrade the store format (copy-on-write; keeps a backup)")
     p.add_argument("--no-backup", action="store_true", help="delete the pre-migration copy afterwards")

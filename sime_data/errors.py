@@ -86,3 +86,31 @@ class UnknownKeyError(StoreError, KeyError):
 
 class EmptyVersionError(StoreError, ValueError):
     """A version (or episode subset) that yields no frames or no training windows."""
+
+
+class SQLTimeoutError(SQLError):
+    """A SQL query that ran longer than its time limit and was stopped."""
+
+
+class SQLResultTooLargeError(SQLError):
+    """A SQL query whose result has more rows than the cap allows."""
+
+
+class StoreWarning(UserWarning):
+    """Part of the store could not be read and was left out (the message names the file)."""
+
+
+class UnsupportedDtypeError(StoreError, TypeError):
+    """A per-step array whose dtype the store does not hold (text, bytes, dates, objects, records)."""
+
+
+class MetadataTypeError(StoreError, TypeError):
+    """An episode metadata value of the wrong type (a string or NaN for `success`, a float for `trial`, ...)."""
+
+
+class StoreDamagedError(CorruptStoreError):
+    """`gc` refused to run because `verify` found damage (rerun with force after reading the dry-run listing)."""
+
+
+class MigrationInProgressError(StoreError):
+    """A format migration of the store is running (or switching) right now; retry when it has finished."""

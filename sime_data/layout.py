@@ -13,7 +13,8 @@ COMPACT_PREFIX = "compact-"  # meta/episodes/compact-<id>.parquet merges (supers
 VERSIONS_DIR = "versions"  # versions/<name>.version.parquet
 VERSION_SUFFIX = ".version.parquet"
 BLOBS_DIR = "blobs"  # content-addressed blobs, e.g. model XML: blobs/<sha256>.xml
-LOCKS_DIR = "locks"  # locks/<segment>.json while a writer owns the segment
+LOCKS_DIR = "locks"  # locks/<segment>.json while a writer owns the segment (held with an OS lock)
+CHECKSUMS_DIR = "checksums"  # checksums/<segment>/<name>.json: crc32c and size of each committed chunk file
 
 #: Frames per episode slot: every episode starts at a multiple of this in its segment's arrays,
 #: so no two episodes ever share a chunk and committed chunks are never rewritten.

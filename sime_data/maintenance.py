@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,9 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .catalog import SUPERSEDES_KEY, VERSION_INFO_KEY, MANIFEST_SCHEMA
-from .errors import CorruptStoreError, StoreError
+from .checksums import RecordSet, checksum, compare_with_row, load_records
+from .errors import CorruptStoreError, StoreDamagedError, StoreError
 from .layout import (
     BLOBS_DIR,
+    CHECKSUMS_DIR,
     COMPACT_PREFIX,
     DATA_DIR,
     EPISODES_DIR,
@@ -33,17 +33,15 @@ from .layout import (
     RootMeta,
     version_name_from_path,
 )
-from .processes import pid_alive
+from .processes import lock_is_live
 from .schema import EPISODE_SCHEMA
-from .segment import KeySpec, read_blocks
+from .segment import ArrayLayout, KeySpec, read_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
 log = logging.getLogger(__name__)
 
-#: A lock written on another host counts as live for this long (we cannot ask that host about its pid).
-FOREIGN_LOCK_SECONDS = 24 * 3600
 #: Temporary files (".tmp-*", "*.partial") outside a dead writer's segment are removed once this old.
 TMP_MAX_AGE_SECONDS = 3600
 #: Store-wide compaction lock file (see catalog._CompactionLock).
@@ -65,13 +63,17 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     n_row_files: int = 0
     seconds: float = 0.0
+    deep: bool = False
+    n_checksums_checked: int = 0
 
     def summary(self) -> str:
         """One line for people (problems are listed separately in `problems`)."""
         state = "OK" if self.ok else f"DAMAGED: {len(self.problems)} problem(s)"
         text = (
             f"verify {state}: {self.n_episodes} episodes in {self.n_row_files} row files, {self.n_versions} versions, "
-            f"{self.n_chunks_checked} chunk files checked in {self.seconds:.1f}s"
+            f"{self.n_chunks_checked} chunk files checked"
+            + (f" ({self.n_checksums_checked} against their crc32c)" if self.deep else "")
+            + f" in {self.seconds:.1f}s"
         )
         if self.notes:
             text += f"; {len(self.notes)} note(s): " + "; ".join(self.notes[:3]) + (" ..." if len(self.notes) > 3 else "")
@@ -90,6 +92,12 @@ class GcReport:
     row_files_removed: list[str] = field(default_factory=list)
     tmp_files_removed: int = 0
     dry_run: bool = False
+    #: segments kept whole because a version or checksum record names episodes whose row is missing
+    kept_referenced: list[str] = field(default_factory=list)
+    #: what verify found wrong (gc ran anyway because it was forced)
+    problems_ignored: list[str] = field(default_factory=list)
+    #: one line per path removed (or, with dry_run, to be removed), saying why
+    listing: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for people."""
@@ -100,7 +108,12 @@ class GcReport:
             f"file(s), {self.tmp_files_removed} temporary file(s), {len(self.locks_removed)} stale lock(s)"
         )
         if self.skipped_active:
-            text += f"; skipped {len(self.skipped_active)} segment(s) of live writers (use force=True to override)"
+            text += f"; skipped {len(self.skipped_active)} segment(s) of live writers"
+        if self.kept_referenced:
+            text += (f"; kept {len(self.kept_referenced)} segment(s) whole because versions or checksum records name "
+                     "episodes whose row file is missing")
+        if self.problems_ignored:
+            text += f"; ran despite {len(self.problems_ignored)} verify problem(s) (forced)"
         return text
 
 
@@ -203,55 +216,6 @@ def _slot_size(length: int, align: int) -> int:
     return -(-int(length) // align) * align
 
 
-class _ArrayLayout:
-    """Shape, chunk grid and chunk-key encoding of one Zarr v3 array, from its zarr.json."""
-
-    def __init__(self, meta: dict[str, Any]) -> None:
-        if meta.get("node_type") != "array":
-            raise ValueError(f"node_type is {meta.get('node_type')!r}, not 'array'")
-        self.shape = tuple(int(x) for x in meta["shape"])
-        grid = meta["chunk_grid"]
-        if grid.get("name") != "regular":
-            raise ValueError(f"unsupported chunk grid {grid.get('name')!r}")
-        # with the sharding codec this is the shard shape: one file per grid cell either way
-        self.chunk_shape = tuple(int(x) for x in grid["configuration"]["chunk_shape"])
-        encoding = meta.get("chunk_key_encoding", {"name": "default"})
-        self.encoding = encoding.get("name", "default")
-        default_sep = "/" if self.encoding == "default" else "."
-        self.separator = (encoding.get("configuration") or {}).get("separator", default_sep)
-        self.data_type = meta.get("data_type")
-        self.sharded = any(c.get("name") == "sharding_indexed" for c in meta.get("codecs", []))
-
-    @property
-    def frames_per_file(self) -> int:
-        """Frames along axis 0 held by one chunk (or shard) file."""
-        return self.chunk_shape[0]
-
-    def chunk_key(self, coords: Iterable[int]) -> str:
-        """Path of a chunk file relative to the array directory."""
-        joined = self.separator.join(str(int(c)) for c in coords)
-        return f"c{self.separator}{joined}" if self.encoding == "default" else joined
-
-    def parse_chunk_key(self, key: str) -> tuple[int, ...] | None:
-        """Inverse of `chunk_key`; None for anything that is not a chunk file of this array."""
-        if self.encoding == "default":
-            prefix = "c" + self.separator
-            if not key.startswith(prefix):
-                return None
-            key = key[len(prefix):]
-        parts = key.split(self.separator)
-        if len(parts) != len(self.shape) or not all(p.isdigit() for p in parts):
-            return None
-        return tuple(int(p) for p in parts)
-
-    def file_keys_for_frames(self, start: int, stop: int) -> list[str]:
-        """Chunk keys of every file holding frames [start, stop)."""
-        n = self.frames_per_file
-        first, last = start // n, (stop - 1) // n
-        trailing = [range(-(-s // c)) for s, c in zip(self.shape[1:], self.chunk_shape[1:])]
-        return [self.chunk_key((i, *rest)) for i in range(first, last + 1) for rest in itertools.product(*trailing)]
-
-
 @dataclass
 class _RowSnapshot:
     """Every episode row file at one moment: which are readable, which supersede which, the active rows."""
@@ -341,8 +305,15 @@ def _snapshot_rows(store: "Store") -> _RowSnapshot:
 
 
 # ---------------------------------------------------------------------- verify
-def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, progress: bool = False) -> VerifyReport:
-    """Check the store's metadata, rows, versions, blobs and (optionally) every referenced chunk; changes nothing."""
+def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, deep: bool = False,
+           progress: bool = False) -> VerifyReport:
+    """Check the store's metadata, rows, versions, blobs and (optionally) every referenced chunk; changes nothing.
+
+    Rows are compared with the checksum records written when they were committed. `check_chunks` checks that
+    every chunk file exists with its committed size and decodes; `deep` also compares every chunk file's
+    bytes with its crc32c (finds a single flipped bit).
+    """
+    check_chunks = check_chunks or deep
     t0 = time.perf_counter()
     problems: list[str] = []
     notes: list[str] = []
@@ -365,6 +336,10 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
     # versions are listed before the rows are read: a version only names episodes committed before it was
     # made, so every episode a listed version needs is in the row snapshot even while writers run
     version_files = sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+    # checksum records are read before the rows too: a record is written after its row, so each record seen
+    # here has its row in the snapshot
+    live = _live_segments(sfs)
+    records = load_records(sfs)
 
     # episode row files
     snap = _snapshot_rows(store)
@@ -380,6 +355,7 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
         notes.append(f"{len(leftover)} row file(s) superseded by a compaction are still present (`gc` removes them)")
     episodes = _unique_rows(rows.to_pylist())
     by_id = {row["episode_id"]: row for row in episodes}
+    _check_records(sfs, records, episodes, by_id, live, store.root_meta.schema_version, problems, notes)
 
     # segment and array metadata
     segments: dict[str, _SegmentInfo] = {}
@@ -410,15 +386,18 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
                 problems.append(f"episodes {a} and {b} overlap in segment {seg} (frames {s1}..{e0})")
 
     # chunks
-    n_chunks = 0
+    n_chunks = n_crc = 0
     if check_chunks:
         iterator: Iterable[dict[str, Any]] = episodes
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(episodes, desc="verify chunks", unit="ep")
+            iterator = tqdm(episodes, desc="verify chunks" + (" (deep)" if deep else ""), unit="ep")
         for row in iterator:
-            n_chunks += _check_episode_chunks(store, row, segments.get(row["segment"]), problems)
+            files, crcs = _check_episode_chunks(store, row, segments.get(row["segment"]),
+                                                records.get(row["episode_id"]), deep, problems)
+            n_chunks += files
+            n_crc += crcs
 
     # versions
     n_versions = 0
@@ -473,7 +452,48 @@ def verify(store: "Store | str | os.PathLike", *, check_chunks: bool = True, pro
         notes=notes,
         n_row_files=len(snap.files),
         seconds=time.perf_counter() - t0,
+        deep=deep,
+        n_checksums_checked=n_crc,
     )
+
+
+def _live_segments(sfs: Any) -> set[str]:
+    """Segments whose writer holds its lock right now."""
+    out = set()
+    for rel, _size, mtime in _all_files(sfs, LOCKS_DIR):
+        if rel == COMPACTION_LOCK or _is_tmp(rel) or not rel.endswith(".json"):
+            continue
+        if lock_is_live(sfs, rel, mtime):
+            out.add(rel[len(LOCKS_DIR) + 1: -len(".json")])
+    return out
+
+
+def _check_records(sfs: Any, records: RecordSet, episodes: list[dict[str, Any]], by_id: dict[str, dict[str, Any]],
+                   live: set[str], schema_version: int, problems: list[str], notes: list[str]) -> None:
+    """Compare every row with the checksum record of its commit; find records whose row is gone."""
+    for rel, why in records.unreadable.items():
+        problems.append(f"checksum record file {rel} is unreadable: {why}")
+    problems.extend(records.conflicts)
+    unrecorded = []
+    for row in episodes:
+        rec = records.get(row["episode_id"])
+        if rec is None:
+            unrecorded.append(row)
+            continue
+        for diff in compare_with_row(rec, row):
+            problems.append(f"episode {row['episode_id']}: {diff} (its row file was edited or damaged)")
+    if unrecorded and schema_version >= 2:
+        later = load_records(sfs)  # records committed while this verify ran
+        still = [r["episode_id"] for r in unrecorded if later.get(r["episode_id"]) is None and r["segment"] not in live]
+        if still:
+            notes.append(f"{len(still)} episode(s) have no checksum record (their writer died between committing the "
+                         f"row and the record, or the record file was removed), e.g. {', '.join(still[:3])}: their "
+                         "chunks are checked for existence and decoding only")
+    for eid, (rec, rel) in sorted(records.records.items()):
+        if eid not in by_id and rec["segment"] not in live:
+            problems.append(f"episode {eid} was committed (checksum record {rel}) but has no metadata row: its row "
+                            f"file under {EPISODES_DIR}/ is missing or unreadable; restore it from a copy of the store "
+                            "(gc keeps the episode's frames)")
 
 
 def _unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -505,7 +525,7 @@ class _SegmentInfo:
 
     name: str
     specs: dict[str, KeySpec]
-    layouts: dict[str, _ArrayLayout | str]
+    layouts: dict[str, ArrayLayout | str]
     empty_chunks_written: bool
     error: str | None = None
 
@@ -528,12 +548,12 @@ class _SegmentInfo:
             return cls(segment, {}, {}, False, f"{rel} has unreadable key specs: {exc}")
         return cls(segment, specs, {}, bool(attrs.get("write_empty_chunks", False)))
 
-    def layout(self, sfs: Any, key: str) -> _ArrayLayout | str:
+    def layout(self, sfs: Any, key: str) -> ArrayLayout | str:
         """Layout of an array, or the reason it is unusable."""
         if key not in self.layouts:
             rel = f"{DATA_DIR}/{self.name}/{key}/zarr.json"
             try:
-                self.layouts[key] = _ArrayLayout(_read_json(sfs, rel))
+                self.layouts[key] = ArrayLayout(_read_json(sfs, rel))
             except FileNotFoundError:
                 self.layouts[key] = f"array metadata {rel} is missing"
             except Exception as exc:  # noqa: BLE001
@@ -552,8 +572,8 @@ class _SegmentInfo:
             return f"array shape {layout.shape[1:]} per frame differs from the segment's spec {tuple(spec.shape)}"
         try:
             same = np.dtype(layout.data_type) == np.dtype(spec.dtype)
-        except TypeError:
-            same = True  # a zarr-specific dtype description: the read check decides
+        except Exception:  # noqa: BLE001 - a zarr-specific dtype description (strings, dates): the read check decides
+            same = True
         if not same:
             return f"array dtype {layout.data_type} differs from the segment's spec {np.dtype(spec.dtype)}"
         if layout.shape[0] < frames_needed:
@@ -561,32 +581,66 @@ class _SegmentInfo:
         return None
 
 
-def _check_episode_chunks(store: "Store", row: dict[str, Any], info: _SegmentInfo | None, problems: list[str]) -> int:
-    """Check the chunk files of one episode exist and decode; returns the number of chunk files covered."""
+def _check_episode_chunks(store: "Store", row: dict[str, Any], info: _SegmentInfo | None,
+                          record: dict[str, Any] | None, deep: bool, problems: list[str]) -> tuple[int, int]:
+    """Check one episode's chunk files: present, of their committed size, decodable and (deep) matching their crc32c.
+
+    Returns (chunk files covered, chunk files compared with their checksum).
+    """
     if info is None or info.error:
-        return 0
+        return 0, 0
     sfs = store.sfs
     eid, seg = row["episode_id"], row["segment"]
     start, length = int(row["seg_start"]), int(row["length"])
     stop = start + length
+    recorded = (record or {}).get("files", {})
     keys = []
-    n = 0
+    n = n_crc = 0
     for key in row["keys"] or []:
         layout = info.layout(sfs, key)
         if isinstance(layout, str) or key not in info.specs:
             continue  # reported by the metadata check
-        missing = []
+        missing, unrecorded, damaged = [], [], []
         for chunk in layout.file_keys_for_frames(start, stop):
             n += 1
-            if info.empty_chunks_written and not sfs.exists(f"{DATA_DIR}/{seg}/{key}/{chunk}"):
-                missing.append(chunk)
+            rel = f"{DATA_DIR}/{seg}/{key}/{chunk}"
+            size = sfs.file_size(rel)
+            if size is None:
+                if info.empty_chunks_written:
+                    missing.append(chunk)
+                continue
+            expected = recorded.get(f"{key}/{chunk}")
+            if record is not None and expected is None:
+                unrecorded.append(chunk)
+                continue
+            if expected is None:
+                continue
+            crc, committed_size = expected
+            if size != committed_size:
+                damaged.append(f"{rel} has {size} bytes, {committed_size} when committed")
+            elif deep:
+                n_crc += 1
+                try:
+                    actual = checksum(sfs.read_bytes(rel))
+                except Exception as exc:  # noqa: BLE001
+                    damaged.append(f"{rel} is unreadable: {type(exc).__name__}: {exc}")
+                    continue
+                if actual != crc:
+                    damaged.append(f"{rel} does not match its checksum (crc32c {actual}, {crc} when committed)")
+        where = f"episode {eid} key {key} frames 0..{length}"
         if missing:
-            problems.append(f"episode {eid} key {key} frames 0..{length}: chunk file(s) missing: "
-                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            problems.append(f"{where}: chunk file(s) missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
             continue
+        if unrecorded:
+            problems.append(f"{where}: no checksum was recorded at commit for chunk file(s) "
+                            f"{', '.join(unrecorded[:5])}: the row names frames the writer never wrote (row edited?)")
+        for text in damaged[:5]:
+            problems.append(f"{where}: chunk file damaged: {text}")
+        if len(damaged) > 5:
+            problems.append(f"{where}: {len(damaged) - 5} more damaged chunk files")
         keys.append(key)
     if not keys:
-        return n
+        return n, n_crc
     try:
         arrays = read_blocks([(store.array(seg, k), start, stop) for k in keys])
         bad = [k for k, a in zip(keys, arrays) if a.shape[0] != length]
@@ -599,41 +653,21 @@ def _check_episode_chunks(store: "Store", row: dict[str, Any], info: _SegmentInf
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"episode {eid} key {k} frames 0..{length} (segment frames {start}..{stop}) "
                                 f"unreadable: {type(exc).__name__}: {exc}")
-    return n
+    return n, n_crc
 
 
 # ---------------------------------------------------------------------- gc
-def _lock_is_live(sfs: Any, rel: str, mtime: float | None = None) -> bool:
-    """True when the lock file's writer may still be running."""
-    try:
-        info = _read_json(sfs, rel)
-    except FileNotFoundError:
-        return False
-    except Exception:  # noqa: BLE001 - unreadable lock: judge by its age
-        info = {}
-    host, pid = info.get("host"), info.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int):
-        return pid_alive(pid)
-    started = None
-    if "started_at" in info:
-        try:
-            started = datetime.fromisoformat(info["started_at"]).timestamp()
-        except (TypeError, ValueError):
-            started = None
-    elif isinstance(info.get("at"), (int, float)):
-        started = float(info["at"])
-    if started is None:
-        started = mtime if mtime is not None else time.time()
-    return time.time() - started < FOREIGN_LOCK_SECONDS
-
-
-def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool = False) -> GcReport:
+def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool = False,
+       ignore_locks: bool = False) -> GcReport:
     """Remove frames, row files, temporary files and locks that crashed or aborted writers left behind.
 
-    Segments whose writer still runs (same host: its pid is alive; another host: its lock is younger than
-    24 h) are skipped unless `force=True` (treat every writer as dead: only when you know none runs, e.g. a
-    crashed machine). Committed data is never touched. With `dry_run`, nothing is
-    removed and the report says what would be. Works on local and fsspec stores alike.
+    Never removes frames that a committed row, a checksum record or a version manifest refers to (a segment
+    some version or record needs is kept whole when the episode's row file is missing). First runs `verify`'s
+    metadata checks and refuses (StoreDamagedError) if they find damage, unless `force=True`: look at the
+    dry-run listing (`dry_run=True, force=True`) before forcing. A writer counts as live while it holds its lock
+    (an OS lock on local disks, released by the kernel when the process dies; a fresh heartbeat on object
+    stores); `ignore_locks=True` treats every writer as dead (only when you know none runs). With `dry_run`,
+    nothing is removed and the report says what would be. Works on local and fsspec stores alike.
     """
     store = _as_store(store)
     sfs = store.sfs
@@ -641,8 +675,21 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
     report = GcReport(dry_run=dry_run)
     now = time.time()
 
-    def drop(rel: str, size: int, recursive: bool = False) -> None:
+    check = verify(store, check_chunks=False)
+    if not check.ok:
+        if not force:
+            shown = "\n  ".join(check.problems[:10]) + ("\n  ..." if len(check.problems) > 10 else "")
+            raise StoreDamagedError(
+                f"gc refuses to run: verify found {len(check.problems)} problem(s) in the store, and removing "
+                f"anything now could destroy data that can still be restored:\n  {shown}\n"
+                "Repair them (e.g. restore missing row files), or look at `sime-data gc --force --dry-run` and then "
+                "run `sime-data gc --force` (frames that rows, checksum records or versions name are kept even then)"
+            )
+        report.problems_ignored = list(check.problems)
+
+    def drop(rel: str, size: int, why: str, recursive: bool = False) -> None:
         report.bytes_freed += size
+        report.listing.append(f"{rel}{'/' if recursive else ''}  ({_human_bytes(size)}; {why})")
         if not dry_run:
             sfs.remove(rel, recursive=recursive)
 
@@ -656,7 +703,7 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
     for seg in sorted(set(segment_dirs) | set(meta_dirs)):
         lock_rel = f"{LOCKS_DIR}/{seg}.json"
         if sfs.exists(lock_rel):
-            if _lock_is_live(sfs, lock_rel) and not force:
+            if not ignore_locks and lock_is_live(sfs, lock_rel):
                 report.skipped_active.append(seg)
                 continue
         inactive.add(seg)
@@ -666,13 +713,13 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
         seg = rel[len(LOCKS_DIR) + 1: -len(".json")]
         if seg in report.skipped_active:
             continue
-        if force or not _lock_is_live(sfs, rel, mtime):
+        if ignore_locks or not lock_is_live(sfs, rel, mtime):
             dead_locks.append((rel, size))
             inactive.add(seg)
         else:
             report.skipped_active.append(seg)  # a live writer that has not written a frame yet
 
-    # 2. what is committed, read after the lock checks
+    # 2. what is committed, read after the lock checks: rows, checksum records and version manifests
     snap = _snapshot_rows(store)
     if snap.unreadable:
         first = next(iter(snap.unreadable.items()))
@@ -680,74 +727,104 @@ def gc(store: "Store | str | os.PathLike", *, dry_run: bool = False, force: bool
             f"gc refuses to run: {len(snap.unreadable)} episode row file(s) are unreadable (e.g. {first[0]}: {first[1]}), "
             "so it cannot tell which frames are committed; run `sime-data verify`"
         )
+    records = load_records(sfs)
+    referenced = _version_episode_ids(sfs)
     committed: dict[str, list[tuple[int, int]]] = {}
-    for row in snap.active_rows().select(["segment", "seg_start", "length"]).to_pylist():
+    have_row: set[str] = set()
+    for row in snap.active_rows().select(["episode_id", "segment", "seg_start", "length"]).to_pylist():
+        have_row.add(row["episode_id"])
         start = int(row["seg_start"])
         committed.setdefault(row["segment"], []).append((start, start + _slot_size(row["length"], align)))
+    for eid, (rec, _rel) in records.records.items():
+        start = int(rec["seg_start"])  # a commit record whose row file is missing still protects its frames
+        committed.setdefault(rec["segment"], []).append((start, start + _slot_size(rec["length"], align)))
+    protected: set[str] = {rel.split("/")[1] for rel in records.unreadable if rel.count("/") >= 2}
+    for eid in referenced:
+        if eid not in have_row and records.get(eid) is None:
+            protected.add(_segment_of(eid))  # the frame range is unknown: keep the whole segment
 
     # 3. data of inactive segments
     for seg in sorted(inactive & set(segment_dirs)):
+        if seg in protected:
+            report.kept_referenced.append(seg)
+            continue
         files = _all_files(sfs, f"{DATA_DIR}/{seg}")
         slots = committed.get(seg)
         if not slots:
             report.segments_removed.append(seg)
             report.chunk_files_removed += sum(1 for rel, _s, _m in files if not rel.endswith("zarr.json"))
-            report.bytes_freed += sum(size for _r, size, _m in files)
-            if not dry_run:
-                sfs.remove(f"{DATA_DIR}/{seg}", recursive=True)
+            drop(f"{DATA_DIR}/{seg}", sum(size for _r, size, _m in files),
+                 f"whole segment, {len(files)} files: no episode of it was committed and its writer is gone",
+                 recursive=True)
             continue
         _gc_segment_chunks(sfs, seg, files, sorted(slots), report, drop)
 
-    # 4. temporary files: any age in inactive segments' row directories, old ones elsewhere (a live
+    # 4. temporary files: any age in inactive segments' row and record directories, old ones elsewhere (a live
     #    process may be about to rename a young one into place). Zarr itself leaves "data/zarr.*.partial"
     #    when a writer dies while creating its segment (it writes the root group metadata "if not exists").
-    leftovers = [f for top in (EPISODES_DIR, VERSIONS_DIR, BLOBS_DIR, LOCKS_DIR) for f in _all_files(sfs, top)]
+    leftovers = [f for top in (EPISODES_DIR, CHECKSUMS_DIR, VERSIONS_DIR, BLOBS_DIR, LOCKS_DIR)
+                 for f in _all_files(sfs, top)]
     leftovers += _top_files(sfs, DATA_DIR)
     for rel, size, mtime in leftovers:
         if not _is_tmp(rel):
             continue
-        parts = rel[len(EPISODES_DIR) + 1:].split("/") if rel.startswith(EPISODES_DIR + "/") else []
+        parts = []
+        for top in (EPISODES_DIR, CHECKSUMS_DIR):
+            if rel.startswith(top + "/"):
+                parts = rel[len(top) + 1:].split("/")
         in_dead_segment = len(parts) == 2 and parts[0] in inactive
         if in_dead_segment or now - mtime > TMP_MAX_AGE_SECONDS:
             report.tmp_files_removed += 1
-            drop(rel, size)
+            drop(rel, size, "temporary file of an interrupted write")
 
     # 5. row files a compaction already merged (left when it was interrupted before deleting them)
     _gc_superseded(store, snap, report, drop)
 
     # 6. locks of dead writers, and a compaction lock whose holder died (never a live compaction's lock,
-    #    even with force: two compactions at once would merge the same rows twice)
+    #    even with ignore_locks: two compactions at once would merge the same rows twice)
     for rel, size in dead_locks:
         report.locks_removed.append(rel)
-        drop(rel, size)
+        drop(rel, size, "lock of a writer that is gone")
     if COMPACTION_LOCK in lock_files and not _compaction_lock_live(sfs):
         report.locks_removed.append(COMPACTION_LOCK)
-        drop(COMPACTION_LOCK, lock_files[COMPACTION_LOCK])
+        drop(COMPACTION_LOCK, lock_files[COMPACTION_LOCK], "lock of a compaction that is gone")
     report.skipped_active.sort()
     log.info(report.summary())
     return report
 
 
-def _compaction_lock_live(sfs: Any) -> bool:
-    from .catalog import _CompactionLock
+def _segment_of(episode_id: str) -> str:
+    """Segment an episode id belongs to (writers name episodes '<segment>-<index>')."""
+    return episode_id.rsplit("-", 1)[0]
 
-    try:
-        info = _read_json(sfs, COMPACTION_LOCK)
-    except FileNotFoundError:
-        return False
-    except Exception:  # noqa: BLE001
-        info = {}
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        return pid_alive(info["pid"])
-    at = info.get("at")
-    return isinstance(at, (int, float)) and time.time() - float(at) <= _CompactionLock.STALE_SECONDS
+
+def _version_episode_ids(sfs: Any) -> set[str]:
+    """Every episode id any version manifest names (CorruptStoreError if a version file cannot be read)."""
+    out: set[str] = set()
+    for rel in sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX):
+        try:
+            table = _read_parquet(sfs, rel)
+            out.update(table.column("episode_id").to_pylist())
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptStoreError(
+                f"gc refuses to run: version file {rel} is unreadable ({type(exc).__name__}: {exc}), so it cannot "
+                "tell which frames that version needs; restore or move the file away first"
+            ) from exc
+    return out
+
+
+def _compaction_lock_live(sfs: Any) -> bool:
+    """True while the compaction holding the store-wide lock may still run (by its OS lock or heartbeat)."""
+    return lock_is_live(sfs, COMPACTION_LOCK)
 
 
 def _gc_segment_chunks(sfs: Any, seg: str, files: list[tuple[str, int, float]], slots: list[tuple[int, int]],
                        report: GcReport, drop: Any) -> None:
     """Remove chunk files of a segment that lie outside every committed episode's slot."""
     prefix = f"{DATA_DIR}/{seg}/"
-    arrays: dict[str, _ArrayLayout] = {}
+    arrays: dict[str, ArrayLayout] = {}
     for rel, _size, _mtime in files:
         if rel.endswith("/zarr.json"):
             try:
@@ -756,7 +833,7 @@ def _gc_segment_chunks(sfs: Any, seg: str, files: list[tuple[str, int, float]], 
                 continue
             if meta.get("node_type") == "array":
                 try:
-                    arrays[rel[: -len("/zarr.json")]] = _ArrayLayout(meta)
+                    arrays[rel[: -len("/zarr.json")]] = ArrayLayout(meta)
                 except (KeyError, ValueError, TypeError):
                     continue
 
@@ -774,7 +851,7 @@ def _gc_segment_chunks(sfs: Any, seg: str, files: list[tuple[str, int, float]], 
             continue
         if rel.endswith(_PARTIAL_SUFFIX):  # an interrupted chunk write
             report.chunk_files_removed += 1
-            drop(rel, size)
+            drop(rel, size, "interrupted chunk write")
             continue
         owner = next((d for d in array_dirs if rel.startswith(d + "/")), None)
         if owner is None:
@@ -786,7 +863,7 @@ def _gc_segment_chunks(sfs: Any, seg: str, files: list[tuple[str, int, float]], 
         lo = coords[0] * layout.frames_per_file
         if not referenced(lo, lo + layout.frames_per_file):
             report.chunk_files_removed += 1
-            drop(rel, size)
+            drop(rel, size, "chunk outside every committed episode (a crashed or discarded episode's frames)")
 
 
 def _gc_superseded(store: "Store", snap: _RowSnapshot, report: GcReport, drop: Any) -> None:
@@ -804,5 +881,5 @@ def _gc_superseded(store: "Store", snap: _RowSnapshot, report: GcReport, drop: A
                 present.discard(rel)
                 superseded.remove(rel)
                 report.row_files_removed.append(rel)
-                drop(rel, sizes.get(rel, 0))
+                drop(rel, sizes.get(rel, 0), "row file whose rows a compacted file holds")
                 progress = True

@@ -7,8 +7,11 @@ robomimic layout (read and written with h5py; the robomimic package is never imp
         actions, states, rewards, dones, obs/<key>, next_obs/<key>, ...   (first dim = num_samples)
     mask/<filter_key>           1-D array of byte strings naming demos (e.g. train / valid)
 
-Import writes every demo as one episode through a single atomic writer (nothing becomes visible unless
-all demos were written), then makes one version with all demos and one per filter key. Everything an
+Import writes every demo as one episode through one commit batch (one atomic writer per array layout, all
+committed in a single row file: nothing becomes visible unless every demo was written), then makes one
+version with all demos and one per filter key. The file's sha256 is recorded (episode `meta` and version
+rule), so importing the same file again is a no-op, and an import killed after its commit but before its
+versions were written is completed instead of duplicated. Everything an
 exact export needs that is not an array is kept: demo attrs and HDF5 dataset settings in each
 episode's `meta` JSON (key ``robomimic``), file-level attrs and mask formats in the version's rule.
 """
@@ -16,12 +19,12 @@ episode's `meta` JSON (key ``robomimic``), file-level attrs and mask formats in 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
 import re
 import uuid
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -30,9 +33,11 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import ImportFormatError, InvalidNameError
+from .errors import ImportFormatError, InvalidNameError, StoreError
+from .processes import lock_fd
 from .schema import check_array_key
 from .versions import check_names_free
+from .writer import CommitBatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -63,6 +68,8 @@ class ImportResult:
     episode_ids: list[str]
     versions: list[str]
     n_frames: int
+    #: True when the file had been imported before (same sha256) and nothing was written
+    already_imported: bool = False
 
     @property
     def version(self) -> str:
@@ -344,6 +351,43 @@ def _read_demo(group: h5py.Group, plan: _DemoPlan, file_label: str) -> dict[str,
 
 
 # ============================================================================ import
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (read in blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _import_of(store: "Store", sha: str) -> str | None:
+    """Name of the all-demos version of an earlier import of the file with this sha256, if any."""
+    frame = store.versions()
+    for name, rule in zip(frame["name"], frame["rule"]):
+        try:
+            parsed = json.loads(rule) if isinstance(rule, str) else None
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and parsed.get("kind") == IMPORT_RULE_KIND and parsed.get("sha256") == sha:
+            return str(name)
+    return None
+
+
+def _committed_demos(store: "Store", sha: str) -> dict[str, str]:
+    """demo name -> episode id of episodes already committed from the file with this sha256."""
+    import pyarrow.compute as pc
+
+    table = store.catalog.episode_columns(["episode_id", "meta"])
+    hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], sha), False))
+    out: dict[str, str] = {}
+    for eid, raw in zip(hits["episode_id"].to_pylist(), hits["meta"].to_pylist()):
+        meta = json.loads(raw)
+        record = meta.get(META_KEY) or {}
+        if record.get("file_sha256") == sha:
+            out[str(record.get("demo"))] = eid
+    return out
+
+
 def import_robomimic(
     store: "Store",
     path: str | os.PathLike,
@@ -353,7 +397,11 @@ def import_robomimic(
     version: str | None = None,
     progress: bool = True,
 ) -> ImportResult:
-    """Import a robomimic HDF5 file: one episode per demo, all-or-nothing, plus an all-demos and per-mask versions."""
+    """Import a robomimic HDF5 file: one episode per demo, all-or-nothing, plus an all-demos and per-mask versions.
+
+    Importing a file imported before (same content) changes nothing and returns the earlier import with
+    `already_imported=True`.
+    """
     path = Path(path)
     file_label = str(path)
     with _open_h5(path) as f:
@@ -361,40 +409,54 @@ def import_robomimic(
             plan = _inspect_file(f, file_label)
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise ImportFormatError(f"{file_label}: cannot read the file's layout (corrupt file?): {exc}") from exc
-        version = version if version is not None else default_version_name(path)
+        sha = file_sha256(path)
+        earlier = _import_of(store, sha)
+        if earlier is not None and version not in (None, earlier):
+            log.warning("%s was imported before as version %s; version=%r is ignored", path, earlier, version)
+        version = earlier or (version if version is not None else default_version_name(path))
         mask_versions = {key: f"{version}/mask/{key}" for key in plan.masks if plan.masks[key]}
-        check_names_free(store, [version, *mask_versions.values()], "import with another version= name")
+        if earlier is not None:
+            missing = {k: n for k, n in mask_versions.items() if not store.has_version(n)}
+            if not missing:
+                return _earlier_import(store, earlier, path)
+            log.warning("%s: completing an earlier, interrupted import (version %s exists, writing its filter-key "
+                        "versions %s)", file_label, earlier, sorted(missing.values()))
+            mask_versions = missing
+        else:
+            check_names_free(store, [version, *mask_versions.values()], "import with another version= name")
         if task is None and isinstance(plan.env_args, dict) and isinstance(plan.env_args.get("env_name"), str):
             task = plan.env_args["env_name"]
 
-        episode_ids: list[str] = []
-        with ExitStack() as stack:
-            writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
-            for demo in tqdm(plan.demos, desc=f"import {path.name}", unit="demo", disable=not progress):
-                arrays = _read_demo(f["data"][demo.name], demo, file_label)
-                writer = writers.get(demo.signature)
-                if writer is None:
-                    writer = stack.enter_context(store.writer(source=source, task=task, atomic=True))
-                    writers[demo.signature] = writer
-                meta: dict[str, Any] = {"source_name": demo.name, META_KEY: {**demo.record, "file": path.name}}
-                states = arrays.get("states")
-                if states is not None and states.ndim == 2:
-                    meta["init_state"] = states[0]
-                episode_ids.append(writer.add_episode(arrays, model_xml=demo.model_xml, **meta))
-    # every episode is committed now; versions refer to them
-    by_demo = dict(zip((d.name for d in plan.demos), episode_ids))
+        names = [d.name for d in plan.demos]
+        done = dict(zip(names, store.version(earlier).episode_ids)) if earlier else _committed_demos(store, sha)
+        if done:  # an earlier import of this file committed its episodes but died before making all its versions
+            if sorted(done) != sorted(names):
+                raise StoreError(
+                    f"{file_label}: {len(done)} of its {len(names)} demos are already in the store (not from one "
+                    "complete import of this file); nothing was changed"
+                )
+            if earlier is None:
+                log.warning("%s: completing an earlier, interrupted import of this file (its %d episodes are "
+                            "committed; writing its versions now)", file_label, len(done))
+            episode_ids = [done[name] for name in names]
+        else:
+            episode_ids = _write_demos(store, f, plan, path, sha, source, task, progress)
+    # every episode is committed now (all at once); versions refer to them
+    by_demo = dict(zip(names, episode_ids))
     n_frames = sum(d.length for d in plan.demos)
     rule = {
         "kind": IMPORT_RULE_KIND,
         "file": path.name,
+        "sha256": sha,
         "env_args": plan.env_args,
         "data_attrs": plan.data_attrs,
         "file_attrs": plan.file_attrs,
         "masks": list(plan.masks),
         "mask_formats": plan.mask_formats,
     }
-    store.create_version(version, episode_ids, message=f"robomimic import of {path.name} ({len(episode_ids)} demos)",
-                         rule=rule)
+    if earlier is None:
+        store.create_version(version, episode_ids,
+                             message=f"robomimic import of {path.name} ({len(episode_ids)} demos)", rule=rule)
     created = [version]
     for key, name in mask_versions.items():
         store.create_version(
@@ -404,7 +466,37 @@ def import_robomimic(
         )
         created.append(name)
     log.info("imported %d demos (%d frames) from %s as version %s", len(episode_ids), n_frames, path, version)
-    return ImportResult(episode_ids=episode_ids, versions=created, n_frames=n_frames)
+    all_versions = [version, *(f"{version}/mask/{key}" for key in plan.masks if plan.masks[key])]
+    return ImportResult(episode_ids=episode_ids, versions=all_versions, n_frames=n_frames)
+
+
+def _write_demos(store: "Store", f: h5py.File, plan: _FilePlan, path: Path, sha: str, source: str,
+                 task: str | None, progress: bool) -> list[str]:
+    """Write every demo through one commit batch (one writer per array layout); returns ids in demo order."""
+    episode_ids: list[str] = []
+    with CommitBatch(store) as batch:
+        writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
+        for demo in tqdm(plan.demos, desc=f"import {path.name}", unit="demo", disable=not progress):
+            arrays = _read_demo(f["data"][demo.name], demo, str(path))
+            writer = writers.get(demo.signature)
+            if writer is None:
+                writer = writers[demo.signature] = batch.writer(source=source, task=task)
+            meta: dict[str, Any] = {"source_name": demo.name,
+                                    META_KEY: {**demo.record, "file": path.name, "file_sha256": sha}}
+            states = arrays.get("states")
+            if states is not None and states.ndim == 2:
+                meta["init_state"] = states[0]
+            episode_ids.append(writer.add_episode(arrays, model_xml=demo.model_xml, **meta))
+    return episode_ids
+
+
+def _earlier_import(store: "Store", name: str, path: Path) -> ImportResult:
+    """The result of an earlier import of the same file (nothing is written)."""
+    ver = store.version(name)
+    masks = sorted(_default_masks(store, name).values())
+    log.warning("%s was imported before as version %s (same sha256): nothing to do", path, name)
+    return ImportResult(episode_ids=ver.episode_ids, versions=[name, *masks], n_frames=ver.n_frames,
+                        already_imported=True)
 
 
 # ============================================================================ export
@@ -476,6 +568,59 @@ def _write_demo(data_group: h5py.Group, name: str, arrays: Mapping[str, np.ndarr
         grp.attrs[_MODEL_FILE] = ""
 
 
+#: Export temp files are named `.<out name>.sime-export-<id>.tmp` beside the output and OS-locked while written.
+_EXPORT_TMP_INFIX = ".sime-export-"
+_EXPORT_TMP_SUFFIX = ".tmp"
+
+
+class _ExportTemp:
+    """The hidden temp file an export writes before publishing; locked so other exports know it is in use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(f".{path.name}{_EXPORT_TMP_INFIX}{uuid.uuid4().hex[:8]}{_EXPORT_TMP_SUFFIX}")
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        lock_fd(self._fd)
+
+    def release(self) -> None:
+        """Remove the temp file if it is still there and drop the lock."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_stale_export_temps(directory: Path, name: str | None = None) -> list[Path]:
+    """Delete temp files of exports into `directory` whose process is gone (their lock is free); returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        ours = entry.name.startswith(".") and _EXPORT_TMP_INFIX in entry.name and entry.name.endswith(_EXPORT_TMP_SUFFIX)
+        legacy = name is not None and re.fullmatch(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{8}}", entry.name) is not None
+        if not (ours or legacy) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if not lock_fd(fd, wait=False):
+                continue  # an export that is still running
+            os.unlink(entry.path)
+        except OSError:
+            continue  # already gone, or not ours to remove
+        finally:
+            os.close(fd)
+        removed.append(Path(entry.path))
+        log.warning("removed %s, left by an export that was killed", entry.path)
+    return removed
+
+
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Move the finished temp file into place (atomically; never replacing a file unless `overwrite`)."""
     if overwrite:
@@ -536,11 +681,14 @@ def export_robomimic(
         empty_masks = {k: v for k, v in mask_formats.items() if v.get("n") == 0 and k not in mask_versions}
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_export_temps(path.parent, path.name)
+    temp = _ExportTemp(path)
+    tmp = temp.path
     xml_cache: dict[str, str | None] = {}
     n_frames = 0
     try:
-        with h5py.File(tmp, "w") as f:
+        # HDF5's own file locking is off: the temp file is locked by `_ExportTemp` for as long as it is written
+        with h5py.File(tmp, "w", locking=False) as f:
             _write_attrs(f, file_attrs)
             data_group = f.create_group("data")
             for it, name in tqdm(list(zip(items, names)), desc=f"export {path.name}", unit="demo", disable=not progress):
@@ -566,7 +714,6 @@ def export_robomimic(
                     mask_group.create_dataset(key, data=_mask_names([], fmt))
         _publish(tmp, path, overwrite)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        temp.release()
     log.info("exported version %s (%d demos, %d frames) to %s", version, len(items), n_frames, path)
     return ExportResult(path=path, n_demos=len(items), n_frames=n_frames, demo_names=names)

@@ -49,13 +49,22 @@ RESERVED_COLUMNS = {"episode_id", "segment", "seg_start", "length", "created_at"
 SETTABLE_COLUMNS = [f.name for f in EPISODE_SCHEMA if f.name not in RESERVED_COLUMNS]
 
 _NAME_PART = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
-VERSION_NAME_RE = re.compile(rf"^{_NAME_PART}(/{_NAME_PART})*$")
-ARRAY_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+#: Whole-string patterns: used with `fullmatch` (`$` alone would also accept a trailing newline).
+VERSION_NAME_RE = re.compile(rf"{_NAME_PART}(/{_NAME_PART})*")
+ARRAY_KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
+#: Ending of version files (layout.VERSION_SUFFIX): a name part ending so would make a directory that
+#: shadows the file of another version ('a.version.parquet/b' vs 'a').
+_RESERVED_PART_SUFFIX = ".version.parquet"
 
 
 def check_version_name(name: str) -> str:
     """Return `name` if it is a valid version name, else raise InvalidNameError."""
-    if not isinstance(name, str) or not VERSION_NAME_RE.match(name) or ".." in name or len(name) > 200:
+    valid = (isinstance(name, str) and VERSION_NAME_RE.fullmatch(name) is not None and ".." not in name
+             and len(name) <= 200)
+    if valid and any(part.lower().endswith(_RESERVED_PART_SUFFIX) for part in name.split("/")):
+        raise InvalidNameError(f"invalid version name {name!r}: a part may not end in '{_RESERVED_PART_SUFFIX}', "
+                               "the ending of the store's version files")
+    if not valid:
         raise InvalidNameError(
             f"invalid version name {name!r}: use letters, digits, '_', '-', '.' in parts separated by '/'"
             " (for example 'lift/core_10' or 'round1/sime_sr0.5')"
@@ -65,7 +74,7 @@ def check_version_name(name: str) -> str:
 
 def check_array_key(key: str) -> str:
     """Return `key` if it is a valid array key (like 'obs/agentview_image'), else raise InvalidNameError."""
-    if not isinstance(key, str) or not ARRAY_KEY_RE.match(key) or ".." in key:
+    if not isinstance(key, str) or ARRAY_KEY_RE.fullmatch(key) is None or ".." in key:
         raise InvalidNameError(f"invalid array key {key!r}: use letters, digits, '_', '-', '.' in parts separated by '/'")
     return key
 

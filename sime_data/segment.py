@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from .errors import UnsupportedDtypeError
 from .layout import IMAGE_MIN_BYTES
 
 #: Arrays are created this long up front so their metadata never has to be rewritten (no resize).
 MAX_FRAMES = 2**40
+#: numpy dtype kinds a per-step array may have: bool, signed/unsigned int, float, complex (fixed-size numbers).
+SUPPORTED_KINDS = "biufc"
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,73 @@ class KeySpec:
         return cls(tuple(int(x) for x in raw["shape"]), str(raw["dtype"]))
 
     @classmethod
-    def of(cls, value: np.ndarray) -> "KeySpec":
-        """Spec of one step's value."""
+    def of(cls, value: np.ndarray, key: str = "?") -> "KeySpec":
+        """Spec of one step's value (UnsupportedDtypeError for strings, bytes, dates, objects, records)."""
+        check_dtype(key, value.dtype)
         return cls(tuple(int(x) for x in value.shape), value.dtype.str)
+
+
+def check_dtype(key: str, dtype: np.dtype) -> None:
+    """Raise UnsupportedDtypeError unless `dtype` is a plain number or bool type the store keeps exactly."""
+    if dtype.kind not in SUPPORTED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsupportedDtypeError(
+            f"array {key!r} has dtype {dtype} ({_KIND_NAMES.get(dtype.kind, 'unsupported kind')}): per-step arrays "
+            "must hold bools or numbers; keep text, bytes or timestamps in episode metadata (finish(notes=..., "
+            "my_field=...)) or encode them as numbers (e.g. timestamps as float64 seconds)"
+        )
+
+
+_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "M": "datetime", "m": "timedelta",
+               "V": "raw bytes / record"}
+
+
+class ArrayLayout:
+    """Shape, chunk grid and chunk-key encoding of one Zarr v3 array, read from its zarr.json."""
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        if meta.get("node_type") != "array":
+            raise ValueError(f"node_type is {meta.get('node_type')!r}, not 'array'")
+        self.shape = tuple(int(x) for x in meta["shape"])
+        grid = meta["chunk_grid"]
+        if grid.get("name") != "regular":
+            raise ValueError(f"unsupported chunk grid {grid.get('name')!r}")
+        # with the sharding codec this is the shard shape: one file per grid cell either way
+        self.chunk_shape = tuple(int(x) for x in grid["configuration"]["chunk_shape"])
+        encoding = meta.get("chunk_key_encoding", {"name": "default"})
+        self.encoding = encoding.get("name", "default")
+        default_sep = "/" if self.encoding == "default" else "."
+        self.separator = (encoding.get("configuration") or {}).get("separator", default_sep)
+        self.data_type = meta.get("data_type")
+        self.sharded = any(c.get("name") == "sharding_indexed" for c in meta.get("codecs", []))
+
+    @property
+    def frames_per_file(self) -> int:
+        """Frames along axis 0 held by one chunk (or shard) file."""
+        return self.chunk_shape[0]
+
+    def chunk_key(self, coords: Iterable[int]) -> str:
+        """Path of a chunk file relative to the array directory."""
+        joined = self.separator.join(str(int(c)) for c in coords)
+        return f"c{self.separator}{joined}" if self.encoding == "default" else joined
+
+    def parse_chunk_key(self, key: str) -> tuple[int, ...] | None:
+        """Inverse of `chunk_key`; None for anything that is not a chunk file of this array."""
+        if self.encoding == "default":
+            prefix = "c" + self.separator
+            if not key.startswith(prefix):
+                return None
+            key = key[len(prefix):]
+        parts = key.split(self.separator)
+        if len(parts) != len(self.shape) or not all(p.isdigit() for p in parts):
+            return None
+        return tuple(int(p) for p in parts)
+
+    def file_keys_for_frames(self, start: int, stop: int) -> list[str]:
+        """Chunk keys of every file holding frames [start, stop)."""
+        n = self.frames_per_file
+        first, last = start // n, (stop - 1) // n
+        trailing = [range(-(-s // c)) for s, c in zip(self.shape[1:], self.chunk_shape[1:])]
+        return [self.chunk_key((i, *rest)) for i in range(first, last + 1) for rest in itertools.product(*trailing)]
 
 
 def block_frames(spec: KeySpec, align: int, image_shard: int) -> int:

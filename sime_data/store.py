@@ -13,6 +13,7 @@ import zarr
 
 from .catalog import Catalog, compact_store
 from .errors import (
+    CorruptStoreError,
     EpisodeNotFoundError,
     NewerStoreError,
     OutdatedStoreError,
@@ -21,6 +22,7 @@ from .errors import (
 )
 from .layout import BLOBS_DIR, DATA_DIR, ROOT_FILE, STORE_FORMAT, RootMeta
 from .segment import KeySpec, read_blocks
+from .sql_sandbox import API_MAX_ROWS, API_TIMEOUT_S
 from .storefs import StoreFS
 from .versions import (
     ManifestLike,
@@ -37,7 +39,7 @@ from .writer import EpisodeWriter
 log = logging.getLogger(__name__)
 
 #: On-disk format this code reads and writes; equals the number of the newest migration.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store:
@@ -59,6 +61,7 @@ class Store:
         from migrations.runner import create_store
 
         sfs = StoreFS(location)
+        _recover_migration(sfs)  # never create an empty store where an interrupted migration's copy belongs
         if sfs.exists(ROOT_FILE):
             if exist_ok:
                 return cls.open(location)
@@ -72,6 +75,7 @@ class Store:
     def open(cls, location: str | os.PathLike, *, create: bool = False, schema_version: int = SCHEMA_VERSION) -> "Store":
         """Open an existing store (or create it with `create=True`); refuses other formats clearly."""
         sfs = StoreFS(location)
+        _recover_migration(sfs)
         if not sfs.exists(ROOT_FILE):
             if create:
                 return cls.create(location)
@@ -147,10 +151,15 @@ class Store:
 
     def episode(self, episode_id: str) -> dict[str, Any]:
         """Metadata row of one episode."""
-        index = self.catalog.episode_row_index()
-        if episode_id not in index:
-            raise EpisodeNotFoundError(f"no episode {episode_id!r} in store {self.location}")
-        return self.catalog.episodes().slice(index[episode_id], 1).to_pylist()[0]
+        for _attempt in range(20):
+            index = self.catalog.episode_row_index()
+            if episode_id not in index:
+                raise EpisodeNotFoundError(f"no episode {episode_id!r} in store {self.location}")
+            table = self.catalog.episodes()  # refreshed: a commit meanwhile may have shifted the rows
+            i = index[episode_id]
+            if i < table.num_rows and table["episode_id"][i].as_py() == episode_id:
+                return table.slice(i, 1).to_pylist()[0]
+        raise CorruptStoreError(f"episode rows kept changing while reading {episode_id!r}; try again")
 
     def segment_keys(self, segment: str) -> dict[str, KeySpec]:
         """Array keys of a segment with their per-step shape and dtype."""
@@ -200,9 +209,15 @@ class Store:
         return self.sfs.read_bytes(f"{BLOBS_DIR}/{sha}.xml").decode()
 
     # ------------------------------------------------------------------ SQL
-    def sql(self, query: str) -> pd.DataFrame:
-        """Run a read-only SQL query over the views episodes, versions and version_episodes."""
-        return self.catalog.sql(query)
+    def sql(self, query: str, *, timeout_s: float | None = API_TIMEOUT_S,
+            max_rows: int | None = API_MAX_ROWS) -> pd.DataFrame:
+        """Run a read-only SQL query over the views episodes, versions and version_episodes.
+
+        Only one SELECT (or EXPLAIN of one) runs, in a throwaway sandbox; it is stopped after `timeout_s`
+        seconds (SQLTimeoutError) and refused if it returns more than `max_rows` rows (SQLResultTooLargeError);
+        None lifts a limit. Ctrl-C stops a running query.
+        """
+        return self.catalog.sql(query, timeout_s=timeout_s, max_rows=max_rows)
 
     # ------------------------------------------------------------------ versions
     def versions(self) -> pd.DataFrame:
@@ -263,6 +278,14 @@ class Store:
     def diff_versions(self, a: str, b: str) -> VersionDiff:
         """What b adds, removes and re-trims relative to a."""
         return diff_versions(self.version(a), self.version(b))
+
+
+def _recover_migration(sfs: StoreFS) -> None:
+    """Finish or roll back a `sime-data migrate` of this (local) store that was killed."""
+    if sfs.is_local:
+        from migrations.runner import recover_interrupted_migration
+
+        recover_interrupted_migration(sfs.root)
 
 
 def _async_fs(fs: Any) -> Any:

@@ -37,6 +37,19 @@ class StoreFS:
             return os.path.exists(self.path(rel))
         return self.fs.exists(self.path(rel))
 
+    def file_size(self, rel: str) -> int | None:
+        """Size in bytes of a file, or None when it does not exist."""
+        if self.is_local:
+            try:
+                return os.stat(self.path(rel)).st_size
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        try:
+            info = self.fs.info(self.path(rel))
+        except FileNotFoundError:
+            return None
+        return int(info.get("size") or 0) if info.get("type", "file") == "file" else None
+
     def read_bytes(self, rel: str) -> bytes:
         """Whole content of a file."""
         if self.is_local:

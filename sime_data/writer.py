@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import socket
@@ -14,10 +13,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pyarrow.parquet as pq
 
+from .checksums import ChecksumRecorder, episode_record, write_record_file
 from .errors import StepMismatchError, WriterStateError
 from .layout import BLOBS_DIR, EPISODES_DIR, LOCKS_DIR
+from .metadata_types import check_metadata_types
+from .processes import HeldLock
 from .schema import RESERVED_COLUMNS, build_row, check_array_key, rows_to_table, utc_now
-from .segment import KeySpec, block_frames, create_segment, write_blocks
+from .segment import KeySpec, block_frames, check_dtype, create_segment, write_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
     import zarr
@@ -79,7 +81,8 @@ class EpisodeWriter:
     """Writes episodes into its own segment; `finish()` makes an episode visible atomically.
 
     Use as a context manager. With `atomic=True`, every episode of the writer becomes visible
-    together when the writer closes without error, and none does otherwise.
+    together when the writer closes without error, and none does otherwise. The writer holds a lock on
+    its segment (an OS lock on local disks) for its whole life, so `gc` never takes a live writer's frames.
     """
 
     def __init__(
@@ -91,14 +94,17 @@ class EpisodeWriter:
         atomic: bool = False,
         model_xml: str | None = None,
         durable: bool = False,
+        batch: "CommitBatch | None" = None,
         **defaults: Any,
     ) -> None:
         bad = sorted(set(defaults) & RESERVED_COLUMNS)
         if bad:
             raise ValueError(f"writer defaults may not set {bad}: the store fills these columns itself")
+        check_metadata_types({"source": source, "task": task, **defaults}, where="store.writer()")
         self.store = store
         self.segment = new_segment_id()
-        self.atomic = atomic
+        self.atomic = atomic or batch is not None
+        self.batch = batch
         #: fsync each committed row file (and its directory). Off by default: the atomic rename already makes a
         #: commit all-or-nothing for a crashed process, and the Zarr chunks are not fsynced either.
         self.durable = durable
@@ -111,15 +117,22 @@ class EpisodeWriter:
         self._arrays: dict[str, "zarr.Array"] = {}
         self._next_slot = 0
         self._pending_rows: list[dict[str, Any]] = []
+        self._pending_records: dict[str, dict[str, Any]] = {}
+        self._recorder: ChecksumRecorder | None = None
         self._committed: list[str] = []
         self._closed = False
         self._reset_episode()
-        store.sfs.write_atomic(
-            f"{LOCKS_DIR}/{self.segment}.json",
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now().isoformat(),
-                        "source": source, "task": task}).encode(),
-            durable=False,
-        )
+        self._lock = HeldLock(store.sfs, f"{LOCKS_DIR}/{self.segment}.json",
+                              {"host": socket.gethostname(), "started_at": utc_now().isoformat(), "source": source,
+                               "task": task})
+        if store.sfs.is_local:
+            try:  # after taking the lock, so a migration starting now sees this writer (and we see it)
+                from migrations.runner import ensure_no_migration_running
+
+                ensure_no_migration_running(store.sfs.root)
+            except BaseException:
+                self._lock.release()
+                raise
 
     def _blob_sha(self, model_xml: str) -> str:
         """Store the model XML now (or, for an atomic writer, when it commits); return its sha256."""
@@ -161,7 +174,12 @@ class EpisodeWriter:
                 check_array_key(key)
             attrs = {"writer": {"pid": os.getpid(), "host": socket.gethostname(), "created_at": utc_now().isoformat(),
                                 **{k: v for k, v in self.defaults.items() if isinstance(v, (str, int, float, bool))}}}
-            self._arrays = create_segment(self.store.zarr_root, self.segment, specs, self._align, self._image_shard, attrs)
+            import zarr
+
+            # chunk files are written through a recorder that notes their checksums for the commit records
+            self._recorder = ChecksumRecorder(self.store.zarr_root.store, f"{self.segment}/")
+            root = zarr.open_group(self._recorder, mode="r+", zarr_format=3)
+            self._arrays = create_segment(root, self.segment, specs, self._align, self._image_shard, attrs)
             self._specs = dict(specs)
             return
         if specs != self._specs:
@@ -188,7 +206,7 @@ class EpisodeWriter:
         if not flat:
             raise StepMismatchError("add_step got no data: pass at least obs or action")
         if self._ep_specs is None:
-            specs = {key: KeySpec.of(value) for key, value in flat.items()}
+            specs = {key: KeySpec.of(value, key) for key, value in flat.items()}
             self._ensure_segment(specs)
             self._ep_specs = specs
             self._buffers = {key: [] for key in specs}
@@ -226,6 +244,9 @@ class EpisodeWriter:
         lengths = {key: len(value) if value.ndim else -1 for key, value in flat.items()}
         if not flat or len(set(lengths.values())) != 1 or -1 in lengths.values() or 0 in lengths.values():
             raise StepMismatchError(f"add_episode needs non-empty arrays of equal length per key, got lengths {lengths}")
+        for key, value in flat.items():
+            check_dtype(key, value.dtype)
+        self._check_meta(meta, "add_episode()")
         specs = {key: KeySpec(tuple(value.shape[1:]), value.dtype.str) for key, value in flat.items()}
         self._ensure_segment(specs)
         self._ep_specs = specs
@@ -259,6 +280,7 @@ class EpisodeWriter:
         self._check_open()
         if self._length == 0:
             raise WriterStateError("finish() called with no steps: add_step at least once first")
+        self._check_meta(meta, "finish()")  # before anything is written: a refused finish() can be retried
         rewards_written = None
         if "rewards" in self._buffers:
             rewards_written = self._flushed["rewards"]
@@ -279,15 +301,28 @@ class EpisodeWriter:
         self._check_open()
         if self._length:
             self._next_slot = self._slot_start + self._slot_size(self._length)
+        if self._recorder is not None:
+            self._recorder.take()  # the dropped episode's chunk files get no commit record
         self._reset_episode()
 
     def _slot_size(self, length: int) -> int:
         return -(-length // self._align) * self._align
 
-    def _commit(self, meta: dict[str, Any], rewards: np.ndarray | None) -> str:
+    def _check_meta(self, meta: Mapping[str, Any], where: str) -> None:
+        """Refuse reserved columns and wrongly typed values before any frame of the episode is written."""
         bad = sorted(set(meta) & RESERVED_COLUMNS - {"model_xml_sha"})
         if bad:
-            raise ValueError(f"finish() may not set {bad}: the store fills these columns itself")
+            raise ValueError(f"{where} may not set {bad}: the store fills these columns itself")
+        check_metadata_types(meta, where=where)
+        if meta.get("model_xml") is not None and not isinstance(meta["model_xml"], str):
+            raise ValueError(f"{where}: model_xml must be the model's XML text, got {type(meta['model_xml']).__name__}")
+
+    def _commit(self, meta: dict[str, Any], rewards: np.ndarray | None) -> str:
+        if self._lock.lost:
+            raise WriterStateError(
+                f"the lock of writer {self.segment} was removed while it ran (by `sime-data gc --ignore-locks` or by "
+                "hand), so its frames may be gone; this episode was not committed: write it again with a new writer"
+            )
         model_xml = meta.pop("model_xml", None)
         episode_id = f"{self.segment}-{len(self._committed):05d}"
         fields = {**self.defaults, **meta}
@@ -303,14 +338,25 @@ class EpisodeWriter:
             keys=sorted(self._ep_specs),
             model_xml_sha=self._blob_sha(model_xml) if model_xml else self._model_xml_sha,
         )
+        files = self._recorder.take() if self._recorder is not None else {}
+        record = episode_record(row, files)
         if self.atomic:
             self._pending_rows.append(row)
+            self._pending_records[episode_id] = record
         else:
             write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/{episode_id}.parquet", [row], durable=self.durable)
+            self._write_records(episode_id, {episode_id: record})
         self._committed.append(episode_id)
         self._next_slot = self._slot_start + self._slot_size(self._length)
         self._reset_episode()
         return episode_id
+
+    def _write_records(self, name: str, records: dict[str, dict[str, Any]]) -> None:
+        """Write the checksum records of committed episodes (a failure leaves them committed, without records)."""
+        try:
+            write_record_file(self.store.sfs, self.segment, name, records, durable=self.durable)
+        except Exception as exc:  # noqa: BLE001 - the rows are committed already; verify will note the gap
+            log.warning("writer %s: could not write checksum records %s: %s", self.segment, name, exc)
 
     # ----------------------------------------------------------------- closing
     def close(self, error: BaseException | None = None) -> None:
@@ -321,24 +367,92 @@ class EpisodeWriter:
             log.warning("writer %s closed with an unfinished episode of %d steps: discarded", self.segment, self._length)
             self._reset_episode()
         self._closed = True
-        sfs = self.store.sfs
-        if self.atomic:
-            if error is None and self._pending_rows:
-                for data in self._pending_blobs.values():
-                    store_blob(self.store, data, ".xml")
-                write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/batch.parquet", self._pending_rows)
-            elif error is not None:
-                self._committed.clear()
-                sfs.remove(f"data/{self.segment}", recursive=True)
-            self._pending_rows = []
-            self._pending_blobs = {}
-        elif len(self._committed) > 1:
-            from .catalog import compact_segment
+        if self.batch is not None:  # the batch commits (or drops) every writer's episodes and releases the locks
+            if error is not None:
+                self._drop_uncommitted()
+            return
+        try:
+            if self.atomic:
+                if error is None and self._pending_rows:
+                    for data in self._pending_blobs.values():
+                        store_blob(self.store, data, ".xml")
+                    write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/batch.parquet", self._pending_rows)
+                    self._write_records("batch", self._pending_records)
+                elif error is not None:
+                    self._drop_uncommitted()
+                self._pending_rows, self._pending_blobs, self._pending_records = [], {}, {}
+            elif len(self._committed) > 1:
+                from .catalog import compact_segment
 
-            compact_segment(self.store, self.segment)
-        sfs.remove(f"{LOCKS_DIR}/{self.segment}.json")
+                compact_segment(self.store, self.segment)
+        finally:
+            self._lock.release()
+
+    def _drop_uncommitted(self) -> None:
+        """Forget an atomic writer's pending episodes and delete its frames (nothing of it was visible)."""
+        self._committed.clear()
+        self._pending_rows, self._pending_blobs, self._pending_records = [], {}, {}
+        self.store.sfs.remove(f"data/{self.segment}", recursive=True)
 
     def __enter__(self) -> "EpisodeWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exc)
+
+
+class CommitBatch:
+    """Atomic writers (one per array layout) whose episodes all become visible at once, in one row file.
+
+    Use as a context manager: on a clean exit every writer's episodes are committed together; on an error
+    (or a killed process) none is, and the writers' frames are removed (or left for `gc`).
+    """
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        self._writers: list[EpisodeWriter] = []
+        self._closed = False
+
+    def writer(self, source: str, task: str | None = None, *, model_xml: str | None = None,
+               **defaults: Any) -> EpisodeWriter:
+        """A new atomic writer taking part in this batch."""
+        if self._closed:
+            raise WriterStateError("this commit batch is closed")
+        writer = EpisodeWriter(self.store, source, task, model_xml=model_xml, batch=self, **defaults)
+        self._writers.append(writer)
+        return writer
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Commit every writer's episodes in one row file (or, after an error, drop them all); release the locks."""
+        if self._closed:
+            return
+        self._closed = True
+        committed = False
+        try:
+            for writer in self._writers:
+                writer.close(error)
+            with_rows = [w for w in self._writers if w._pending_rows]
+            if error is None and with_rows:
+                for writer in with_rows:
+                    for data in writer._pending_blobs.values():
+                        store_blob(self.store, data, ".xml")
+                rows = [row for w in with_rows for row in w._pending_rows]
+                # the single commit point: every episode of the batch becomes visible with this one file
+                write_rows(self.store, f"{EPISODES_DIR}/{with_rows[0].segment}/batch.parquet", rows)
+                committed = True
+                for writer in with_rows:
+                    writer._write_records("batch", writer._pending_records)
+        except BaseException:
+            if not committed:
+                for writer in self._writers:
+                    writer._drop_uncommitted()
+            raise
+        finally:
+            for writer in self._writers:
+                writer._pending_rows, writer._pending_blobs, writer._pending_records = [], {}, {}
+                writer._lock.release()
+
+    def __enter__(self) -> "CommitBatch":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

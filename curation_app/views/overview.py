@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import sime_data
+from sime_data.errors import SQLResultTooLargeError, SQLTimeoutError
 
 from .. import data
 from ..charts import bar_chart, sr_histogram
@@ -85,7 +86,11 @@ def _histogram_section(path: str, token: str, episodes: pd.DataFrame) -> None:
 
 def _sql_section(path: str, token: str) -> None:
     st.subheader("SQL")
-    st.caption("Read-only queries over the views `episodes`, `versions` and `version_episodes` (DuckDB dialect).")
+    timeout_s, max_rows = data.sql_limits()
+    limits = ", ".join(part for part in (f"stopped after {timeout_s:g} s" if timeout_s else "",
+                                         f"at most {max_rows:,} rows" if max_rows else "") if part)
+    st.caption("Read-only queries over the views `episodes`, `versions` and `version_episodes` (DuckDB dialect)"
+               + (f"; {limits}." if limits else "."))
     with st.form("ov_sql_form", border=False):
         query = st.text_area("Query", DEFAULT_SQL, height=110, key="ov_sql")
         submitted = st.form_submit_button("Run query", type="primary", shortcut="Ctrl+Enter")
@@ -98,6 +103,9 @@ def _sql_section(path: str, token: str) -> None:
         result = data.sql_query(path, token, ran)
     except sime_data.ReadOnlySQLError as exc:
         st.error(f"Refused: {exc}")
+        return
+    except (SQLTimeoutError, SQLResultTooLargeError) as exc:
+        st.error(f"Stopped: {exc}")
         return
     except sime_data.SQLError as exc:
         st.error(f"The query failed: {exc}")

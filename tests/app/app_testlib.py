@@ -3,8 +3,15 @@ suite-wide `conftest` module name stays unambiguous): a small real store with de
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -67,3 +74,99 @@ def app_store(_template_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SIME_STORE", str(path))
     monkeypatch.setenv("SIME_APP_RENDER", "0")
     return path
+
+
+# ---------------------------------------------------------------------- real app servers (browser tests)
+CHROMIUM = os.environ.get("SIME_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def need_browser() -> None:
+    """Skip the calling test unless Chromium and playwright are available."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's `chromium` package, or set $SIME_CHROMIUM)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(store: Path, log_path: Path, *args: str, env: dict | None = None,
+              cwd: Path | None = None) -> Iterator[str]:
+    """Run `sime-app --store STORE --port P --headless ARGS` (in `cwd`) and yield its base URL; stopped afterwards."""
+    from curation_app.cli import stop_server, wait_until_serving
+
+    port = free_port()
+    cli = shutil.which("sime-app")
+    cmd = [cli] if cli else [sys.executable, "-m", "curation_app.cli"]
+    repo = str(Path(__file__).resolve().parents[2])  # importable from any cwd, installed or not
+    base = dict(os.environ if env is None else env)
+    server_env = dict(base, SIME_APP_RENDER="0", PYTHONPATH=os.pathsep.join(p for p in (repo, base.get("PYTHONPATH")) if p))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*cmd, "--store", str(store), "--port", str(port), "--headless", *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=server_env, cwd=cwd)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_until_serving(url, proc)
+            except RuntimeError as exc:
+                log.flush()
+                pytest.fail(f"{exc}:\n{log_path.read_text()[-3000:]}")
+            yield url
+        finally:
+            stop_server(proc)
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses with a listening TCP socket on `port` (from /proc/net/tcp{,6}); skips off Linux."""
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("no /proc/net/tcp to read listening sockets from (not Linux)")
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            if width == 8:
+                found.append(str(ipaddress.IPv4Address(raw[::-1])))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                found.append(str(ipaddress.IPv6Address(words)))
+    return found
+
+
+def record_requests(page) -> list[str]:
+    """Start recording the URL of every request `page` makes (documents, scripts, fonts, fetches, websockets)."""
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    page.on("websocket", lambda socket_: seen.append(socket_.url))
+    return seen
+
+
+def foreign_requests(seen: list[str], url: str) -> list[str]:
+    """The recorded requests that did not go to the app server at `url` (inline data:/blob: URLs aside)."""
+    host = url.split("://", 1)[1]
+    allowed = (f"http://{host}/", f"ws://{host}/")
+    return sorted({u for u in seen if not u.startswith(allowed) and u != f"http://{host}"
+                   and not u.startswith(("data:", "blob:", "about:"))})
+
+
+def open_page(page: str) -> Any:
+    """A fresh app session (streamlit AppTest) showing `page`, whose first run raised nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP_FILE, default_timeout=60)
+    at.session_state["nav_page"] = page
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -1,65 +1,47 @@
 """End to end: the real app server (`sime-app`) driven from headless Chromium through playwright.
 
 A trim and a threshold selection are made through the UI; the test then checks the store holds the
-new versions with the right contents. Screenshots are saved under $SIME_TEST_ARTIFACTS (default
-tests/app/artifacts/, git-ignored). Debian's /usr/bin/chromium is used; no browser is downloaded.
+new versions with the right contents, that the server listened on loopback only (its default), and
+that every request the page made went to that server (no fonts, icons or telemetry from the internet).
+Screenshots are saved under $SIME_TEST_ARTIFACTS (default tests/app/artifacts/, git-ignored). Debian's
+/usr/bin/chromium is used; no browser is downloaded.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 import sime_data
-from curation_app.cli import stop_server, wait_until_serving
 
-from app_testlib import LENGTH, _template_store  # noqa: F401 (fixture)
+from app_testlib import (  # noqa: F401 (fixture)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LENGTH,
+    _template_store,
+    foreign_requests,
+    listening_addresses,
+    need_browser,
+    record_requests,
+    serve_app,
+)
 
-CHROMIUM = os.environ.get("SIME_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(os.environ.get("SIME_TEST_ARTIFACTS") or Path(__file__).resolve().parent / "artifacts")
 TIMEOUT_MS = 30_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(_template_store: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(base URL, store path) of a `sime-app` server on a free loopback port; killed afterwards."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's `chromium` package, or set $SIME_CHROMIUM)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
+    """(base URL, store path) of a `sime-app` server with its default address (loopback); killed afterwards."""
+    need_browser()
     store = tmp_path / "store"
     shutil.copytree(_template_store, store)
-    port = _free_port()
-    cli = shutil.which("sime-app")
-    cmd = [cli] if cli else [sys.executable, "-m", "curation_app.cli"]
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([*cmd, "--store", str(store), "--port", str(port), "--host", "127.0.0.1", "--headless"],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, SIME_APP_RENDER="0"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_until_serving(url, proc)
-        except RuntimeError as exc:
-            log.flush()
-            pytest.fail(f"{exc}:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+    with serve_app(store, tmp_path / "server.log") as url:
         yield url, store
-    finally:
-        stop_server(proc)
-        log.close()
 
 
 def _idle(page) -> None:
@@ -96,13 +78,18 @@ def _shot(page, name: str) -> None:
 def test_trim_and_selection_through_the_browser(server: tuple[str, Path]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine redraws slowly
+
     url, store_path = server
+    listening = listening_addresses(int(url.rsplit(":", 1)[1]))
+    assert listening and set(listening) <= {"127.0.0.1", "::1"}, f"listening on {listening}, not loopback only"
     store = sime_data.open_store(store_path)
     ids = store.version("round0/rollouts").episode_ids
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1900})
+            requests = record_requests(page)
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(f"{url}/?page=overview")
             expect(page.get_by_text("Episodes by source, task and round")).to_be_visible()
@@ -150,7 +137,7 @@ def test_trim_and_selection_through_the_browser(server: tuple[str, Path]) -> Non
 
             # ---- the versions page shows both, with lineage
             page.get_by_text("Versions", exact=True).click()
-            expect(page.get_by_text("Lineage")).to_be_visible()
+            expect(page.get_by_text("Lineage", exact=True)).to_be_visible()
             _idle(page)
             page.wait_for_timeout(1000)
             _shot(page, "07_versions")
@@ -161,6 +148,8 @@ def test_trim_and_selection_through_the_browser(server: tuple[str, Path]) -> Non
             _shot(page, "08_browser")
         finally:
             browser.close()
+    assert len(requests) > 20 and any(u.startswith("ws://") for u in requests)  # the recording saw the page work
+    assert foreign_requests(requests, url) == [], "the page contacted something other than the app server"
 
     trimmed = store.version("round0/e2e_trimmed")
     assert trimmed.parents == ["round0/rollouts"] and trimmed.message == "trimmed in the browser"

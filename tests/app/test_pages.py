@@ -9,16 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 import sime_data
 
-from app_testlib import APP_FILE, LENGTH, TRIALS, _template_store, app_store  # noqa: F401 (fixtures)
+from app_testlib import APP_FILE, LENGTH, TRIALS, _template_store, app_store, open_page  # noqa: F401 (fixtures)
 
 
-def open_page(page: str) -> AppTest:
-    """A fresh app session showing `page`."""
-    at = AppTest.from_file(APP_FILE, default_timeout=60)
-    at.session_state["nav_page"] = page
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def button(at: AppTest, label: str):

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
-import pytest
 
 import sime_data
 from conftest import write_episodes

@@ -41,7 +41,7 @@ def _add_notes_file(sfs: StoreFS) -> None:
         sfs.write_atomic(rel, buffer.getvalue())
 
 
-MIGRATION_2 = Migration(2, "0002_test_notes", "fill the notes column of episode rows", _add_notes_file)
+MIGRATION_3 = Migration(3, "0003_test_notes", "fill the notes column of episode rows", _add_notes_file)
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -55,7 +55,7 @@ def test_migrations_are_numbered_and_match_code():
 
 
 def test_format_1_fixture_is_readable(v1_store):
-    store = sime_data.open_store(v1_store)
+    store = sime_data.Store.open(v1_store, schema_version=1)
     episodes = store.episodes().sort_values("seg_start")
     assert episodes["length"].tolist() == [6, 7, 8]
     first = store.read_episode(episodes["episode_id"].iloc[2])
@@ -67,16 +67,16 @@ def test_format_1_fixture_is_readable(v1_store):
 
 def test_outdated_store_is_refused_with_the_command(v1_store):
     with pytest.raises(sime_data.OutdatedStoreError, match="sime-data migrate"):
-        sime_data.Store.open(v1_store, schema_version=2)
+        sime_data.open_store(v1_store)
 
 
 def test_migrate_copy_on_write_then_switch(v1_store):
     original = _snapshot(v1_store)
-    before = sime_data.open_store(v1_store).episodes().sort_values("episode_id")
-    applied = migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_2])
-    assert applied == ["0002_test_notes"]
-    store = sime_data.Store.open(v1_store, schema_version=2)
-    assert store.root_meta.migrations_applied == ["0001_create", "0002_test_notes"]
+    before = sime_data.Store.open(v1_store, schema_version=1).episodes().sort_values("episode_id")
+    applied = migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_3])
+    assert applied == ["0002_checksums", "0003_test_notes"]
+    store = sime_data.Store.open(v1_store, schema_version=3)
+    assert store.root_meta.migrations_applied == ["0001_create", "0002_checksums", "0003_test_notes"]
     assert (store.episodes()["notes"] == "migrated").all()
     after = store.episodes().sort_values("episode_id")
     assert after["episode_id"].tolist() == before["episode_id"].tolist()
@@ -85,7 +85,7 @@ def test_migrate_copy_on_write_then_switch(v1_store):
     backups = [p for p in v1_store.parent.iterdir() if p.name.startswith("store.pre-migrate-v1-")]
     assert len(backups) == 1
     assert _snapshot(backups[0]) == original  # hard-linked chunks and rewritten rows left the backup intact
-    assert migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_2]) == []
+    assert migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_3]) == []
 
 
 def test_failed_migration_leaves_store_untouched(v1_store):
@@ -96,10 +96,10 @@ def test_failed_migration_leaves_store_untouched(v1_store):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        migrate(v1_store, migrations=[*MIGRATIONS, Migration(2, "0002_boom", "fails", explode)])
+        migrate(v1_store, migrations=[*MIGRATIONS, Migration(3, "0003_boom", "fails", explode)])
     assert _snapshot(v1_store) == original
     assert [p.name for p in v1_store.parent.iterdir()] == ["store"]
-    assert sime_data.open_store(v1_store).episodes().shape[0] == 3
+    assert sime_data.Store.open(v1_store, schema_version=1).episodes().shape[0] == 3
 
 
 def test_newer_store_is_refused(v1_store):
@@ -117,22 +117,24 @@ def test_interrupted_switch_is_completed(v1_store):
     shutil.copytree(v1_store, staging)
     (staging / COMPLETE_MARKER).write_text("backup")
     shutil.move(v1_store, v1_store.parent / "store.pre-migrate-v1-20260101T000000")
-    assert migrate(v1_store) == []
+    assert migrate(v1_store) == ["0002_checksums"]  # the switch is finished first, then the real upgrade runs
     assert not staging.exists() and not (v1_store / COMPLETE_MARKER).exists()
     assert len(sime_data.open_store(v1_store).episodes()) == 3
 
 
 def test_migrate_refuses_while_writers_hold_locks(v1_store):
-    store = sime_data.open_store(v1_store)
+    store = sime_data.Store.open(v1_store, schema_version=1)
     writer = store.writer(source="demo", task="lift")
     try:
         with pytest.raises(sime_data.StoreError, match="writers are active"):
-            migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_2])
+            migrate(v1_store, migrations=[*MIGRATIONS, MIGRATION_3])
     finally:
         writer.close()
 
 
-def test_cli_migrate_up_to_date(v1_store, capsys):
+def test_cli_migrate_then_up_to_date(v1_store, capsys):
+    assert cli_main(["migrate", "--store", str(v1_store), "--no-backup"]) == 0
+    assert "applied: 0002_checksums" in capsys.readouterr().out
     assert cli_main(["migrate", "--store", str(v1_store)]) == 0
     assert "up to date" in capsys.readouterr().out
     assert os.listdir(v1_store.parent) == ["store"]

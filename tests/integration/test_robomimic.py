@@ -315,11 +315,21 @@ def test_corrupt_chunk_midway_rolls_back(populated, tmp_path):
     assert [p for p in after_files if p not in before[2] and not p.startswith("blobs")] == []
 
 
-def test_reimport_same_version_name(populated, lift_file):
-    import_robomimic(populated, lift_file, progress=False)
+def test_reimport_same_file_is_a_noop(populated, lift_file, tmp_path):
+    """Importing a file again (same content, any version name) writes nothing; another file may not take its name."""
+    first = import_robomimic(populated, lift_file, progress=False)
     before = store_state(populated)
-    with pytest.raises(VersionExistsError, match="lift_ph"):
-        import_robomimic(populated, lift_file, progress=False)
+    again = import_robomimic(populated, lift_file, progress=False)
+    assert again.already_imported and not first.already_imported
+    assert again.episode_ids == first.episode_ids and again.versions == first.versions
     assert_unchanged(populated, before)
-    again = import_robomimic(populated, lift_file, version="lift_ph_2", progress=False)
-    assert again.versions[0] == "lift_ph_2" and len(set(again.episode_ids) & set(before[0]["episode_id"])) == 0
+    renamed = import_robomimic(populated, lift_file, version="lift_ph_2", progress=False)
+    assert renamed.already_imported and renamed.version == "lift_ph"
+    assert_unchanged(populated, before)
+    (tmp_path / "other").mkdir()
+    other = make_robomimic_file(tmp_path / "other" / "lift_ph.hdf5", seed=5)
+    with pytest.raises(VersionExistsError, match="lift_ph"):
+        import_robomimic(populated, other, progress=False)
+    assert_unchanged(populated, before)
+    third = import_robomimic(populated, other, version="lift_ph_2", progress=False)
+    assert third.versions[0] == "lift_ph_2" and not set(third.episode_ids) & set(before[0]["episode_id"])

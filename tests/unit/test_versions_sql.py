@@ -151,7 +151,7 @@ def test_sql_refuses_writes(filled_store, statement, tmp_path):
 
 def test_sql_cannot_read_or_write_files(filled_store, tmp_path):
     target = tmp_path / "leak.csv"
-    with pytest.raises(sime_data.SQLError):
+    with pytest.raises(sime_data.ReadOnlySQLError, match="cannot read or write files"):
         filled_store.sql(f"SELECT * FROM read_csv('{os.devnull}')")
     assert not target.exists()
 
