@@ -70,10 +70,13 @@ def code_version() -> dict[str, Any]:
     return {"sime_version": sime_version, "git_commit": commit, "git_dirty": dirty, "torch": str(torch.__version__)}
 
 
-def checkpoint_id(config: Mapping[str, Any], version: str, version_created_at: str | None, step: int) -> str:
-    """Short stable id of a checkpoint: hash of config (seed included), version identity and step."""
-    blob = json.dumps({"config": config, "version": version, "created_at": version_created_at, "step": int(step)},
-                      sort_keys=True, default=str)
+def checkpoint_id(config: Mapping[str, Any], version: str, version_created_at: str | None, step: int,
+                  init_from: str | None = None) -> str:
+    """Short stable id of a checkpoint: hash of config (seed included), version identity, step and starting weights."""
+    identity = {"config": config, "version": version, "created_at": version_created_at, "step": int(step)}
+    if init_from is not None:
+        identity["init_from"] = init_from
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -7,6 +7,7 @@ add new ones to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -89,12 +90,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_json())
     result = train(args.store, args.version, config, out, resume=args.resume, progress=not args.no_progress,
-                   device=args.device, stop_after=args.stop_after)
+                   device=args.device, stop_after=args.stop_after, init_from=args.init_from)
     if DistContext.from_env().is_main:
         val = result.final_val_loss
         print(f"trained {result.step} steps: train loss {result.final_train_loss:.5f}"
               + (f", validation loss {val:.5f}" if val is not None else "")
               + f"; checkpoint {result.checkpoint_id} in {result.out_dir}")
+        if result.fit is not None:
+            print(result.fit.summary())
     return 0
 
 
@@ -114,6 +117,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/<config>-<version>-seed<seed>, or the "
                                               "resumed checkpoint's directory)")
     p.add_argument("--resume", default=None, help="checkpoint file or run directory to continue from")
+    p.add_argument("--init-from", default=None,
+                   help="start a new run from this checkpoint's weights (fine-tuning; optimiser and schedule afresh)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -129,7 +134,7 @@ def exploration_from_args(args: argparse.Namespace) -> "Exploration":
     if args.explore in ("sime", "cads", "action_noise") and args.noise_scale == 0 and not args.image_noise_scale:
         log.warning("--explore %s with --noise-scale 0 adds no noise: this collects like --explore none", args.explore)
     return Exploration(args.explore, noise_scale=args.noise_scale, image_noise_scale=args.image_noise_scale,
-                       tau1=args.tau1, tau2=args.tau2, eta=args.eta)
+                       tau1=args.tau1, tau2=args.tau2, eta=args.eta, noise_units=args.noise_units)
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
@@ -143,7 +148,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                                   trials=args.trials, exploration=exploration_from_args(args), seed=args.seed,
                                   workers=args.workers, round=args.round, branch=args.branch, version=args.version,
                                   progress=not args.no_progress, max_steps=args.max_steps,
-                                  torch_threads=args.torch_threads)
+                                  torch_threads=args.torch_threads, envs=args.envs, lanes=args.lanes,
+                                  device=args.device)
     except KeyboardInterrupt:
         print("interrupted: finished episodes are stored; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -166,8 +172,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
-    from .exploration import MODES
-    from .rollout import DEFAULT_SEED
+    from .exploration import MODES, NOISE_UNITS
+    from .rollout import DEFAULT_ENVS, DEFAULT_LANES, DEFAULT_SEED
 
     p = sub.add_parser("rollout", help="roll a policy out in simulation and store every episode",
                        description="Roll a checkpoint out from K initial states x N trials each, write every episode "
@@ -184,7 +190,16 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau1", type=float, default=0.0, help="schedule start (default 0)")
     p.add_argument("--tau2", type=float, default=1.0, help="schedule end (default 1)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta for --explore ddim_eta")
+    p.add_argument("--noise-units", choices=NOISE_UNITS, default="raw",
+                   help="units of --noise-scale on low-dim observations: raw observation units, as the SIME reference "
+                        "(default), or the normalised [-1, 1] space")
     p.add_argument("--workers", type=int, default=1, help="parallel rollout processes (default 1)")
+    p.add_argument("--envs", type=int, default=DEFAULT_ENVS,
+                   help=f"simulators per process, one batched policy call per chunk for all (default {DEFAULT_ENVS})")
+    p.add_argument("--lanes", type=int, default=DEFAULT_LANES,
+                   help=f"policy rows per forward pass (default {DEFAULT_LANES}); the same lanes give the same episodes "
+                        "for any --envs and --workers")
+    p.add_argument("--device", default=None, help="device of the policy during rollouts (cpu, cuda; default cpu)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"collection seed (default {DEFAULT_SEED})")
     p.add_argument("--round", type=int, default=None, help="SIME round recorded with the episodes")
     p.add_argument("--branch", default=None, help="branch recorded with the episodes (e.g. sime, baseline)")
@@ -250,13 +265,21 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
     updates = {
         "name": args.name if args.name else (None if args.preset else f"{args.task or config.task}"),
         "task": args.task, "demos": args.demos, "rounds": args.rounds, "seeds": args.seeds,
-        "policy_preset": args.config, "train_steps": args.steps, "noise_scale": args.noise_scale,
+        "policy_preset": args.config, "train_steps": args.steps, "train_epochs": args.train_epochs,
+        "min_train_steps": args.min_train_steps, "train_step_cap": args.train_step_cap, "init_from": args.init_from,
+        "fit_gate": args.fit_gate, "noise_scale": args.noise_scale, "noise_units": args.noise_units,
         "image_noise_scale": args.image_noise_scale, "tau1": args.tau1, "tau2": args.tau2, "rule": args.rule,
         "threshold": args.threshold, "init_states": args.init_states, "trials": args.trials,
-        "states_seed": args.states_seed,
-        "max_steps": args.max_steps, "workers": args.workers, "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
+        "states_seed": args.states_seed, "eval_states": args.eval_states, "eval_trials": args.eval_trials,
+        "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps, "workers": args.workers,
+        "envs": args.envs, "lanes": args.lanes, "parallel": args.parallel, "device": args.device,
+        "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
         "curate": True if args.curate else None,
     }
+    if args.steps is not None and args.train_epochs is None:  # a fixed step count replaces a data-scaled budget
+        config = dataclasses.replace(config, train_epochs=None, min_train_steps=None, train_step_cap=None)
+    if args.train_epochs is not None and args.steps is None:  # and the other way round
+        config = dataclasses.replace(config, train_steps=None)
     if args.set:
         updates["policy_overrides"] = {**config.policy_overrides, **_overrides(args.set)}
     return config.with_updates(**updates).validate()
@@ -271,13 +294,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return 0
-    from .pipeline.steps import CurationPending
+    from .pipeline.steps import CurationPending, PoorFitError
 
     try:
         report = run_pipeline(args.store, config, out, ray_address=args.ray, progress=not args.no_progress)
     except CurationPending as pending:
         print(f"paused: {pending}")
         return 3
+    except PoorFitError as poor:
+        print(f"stopped before collecting: {poor}", file=sys.stderr)
+        return 4
     print(f"report: {out / 'report.md'}, {out / 'summary.csv'}, {out / 'results.csv'}, {out / 'success_rate.png'}")
     return 0 if not report.summary.empty else 1
 
@@ -305,21 +331,45 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=None, help="self-improvement rounds after round 0 (default 1)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 233)")
     p.add_argument("--config", default=None, help="policy preset each round trains with (default <task>_lowdim_cpu)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per round (default: the policy preset's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="fixed training steps per round (replaces the preset's data-scaled budget)")
+    p.add_argument("--train-epochs", type=float, default=None,
+                   help="data-scaled budget: passes over the training windows per round (with --min-train-steps and "
+                        "--train-step-cap)")
+    p.add_argument("--min-train-steps", type=int, default=None, help="floor of the data-scaled budget")
+    p.add_argument("--train-step-cap", type=int, default=None, help="cap of the data-scaled budget")
+    p.add_argument("--init-from", choices=("scratch", "previous"), default=None,
+                   help="round r+1 trains from scratch (default, as the reference) or fine-tunes round r's weights")
+    p.add_argument("--fit-gate", choices=("warn", "stop"), default=None,
+                   help="a round whose policy fits its training data poorly: warn and collect anyway (default), or "
+                        "stop before its rollouts (exit 4)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a policy/train config field")
     p.add_argument("--noise-scale", type=float, default=None, help="SIME exploration noise scale (default 0.01)")
     p.add_argument("--image-noise-scale", type=float, default=None, help="separate noise scale for image features")
+    p.add_argument("--noise-units", choices=("raw", "normalized"), default=None,
+                   help="units of --noise-scale on low-dim observations (default raw, as the SIME reference)")
     p.add_argument("--tau1", type=float, default=None, help="exploration schedule start (default 0)")
     p.add_argument("--tau2", type=float, default=None, help="exploration schedule end (default 1)")
     p.add_argument("--rule", choices=RULES, default=None, help="selection rule (default sr_lss)")
     p.add_argument("--threshold", type=float, default=None,
                    help="keep successes of initial states with success rate below this, in [0, 1.01] (default 0.5)")
-    p.add_argument("--init-states", type=int, default=None, help="initial states per evaluation/collection (default 50)")
-    p.add_argument("--trials", type=int, default=None, help="trials per initial state (default 5)")
+    p.add_argument("--init-states", type=int, default=None, help="collection initial states (default 50)")
+    p.add_argument("--trials", type=int, default=None, help="trials per collection state (default 5)")
+    p.add_argument("--eval-states", type=int, default=None,
+                   help="held-out evaluation states, the score (default 50); 0 scores on the collection states as the "
+                        "SIME reference does")
+    p.add_argument("--eval-trials", type=int, default=None, help="trials per evaluation state (default: --trials)")
+    p.add_argument("--eval-states-seed", type=int, default=None, help="seed drawing the evaluation states (200000)")
     p.add_argument("--states-seed", type=int, default=None,
                    help="seed drawing the initial states, the same for every seed, round and branch (default 100000)")
     p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task horizon)")
-    p.add_argument("--workers", type=int, default=None, help="rollout processes (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="rollout processes, shared out between the jobs running at once (default 1)")
+    p.add_argument("--envs", type=int, default=None, help="simulators per rollout process (default 16)")
+    p.add_argument("--lanes", type=int, default=None, help="policy rows per forward pass (default 16)")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="independent jobs (seeds x branches of a round) at once on this machine (default 1)")
+    p.add_argument("--device", default=None, help="training and rollout inference device (cpu, cuda; default cpu)")
     p.add_argument("--train-threads", type=int, default=None,
                    help="torch threads while training (default 1: robust on a busy CPU; try 2+ on an idle machine)")
     p.add_argument("--curate", action="store_true",

@@ -56,7 +56,10 @@ class PolicyConfig:
 class TrainConfig:
     """Optimisation, EMA, validation and checkpointing settings."""
 
-    steps: int = 100_000
+    steps: int = 100_000               # fixed budget, used when `epochs` is None
+    epochs: float | None = None        # data-scaled budget: passes over the training windows (see budget.py)
+    min_steps: int = 0                 # floor of the data-scaled budget
+    step_cap: int | None = None        # cap of the data-scaled budget
     batch_size: int = 256
     lr: float = 1e-4
     weight_decay: float = 1e-6
@@ -73,6 +76,8 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     num_threads: int | None = None
+    fit_report: bool = True            # open-loop fit on the training episodes after the last step (fit.json)
+    fit_windows: int = 256             # chunks the fit report predicts
 
 
 @dataclass(frozen=True)
@@ -125,14 +130,50 @@ def _build(kind: type, raw: dict[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------------- presets
-def _reference(task: str, obs_keys: tuple[str, ...], image: bool) -> Callable[[], ExperimentConfig]:
-    """Diffusion Policy / SIME reference hyperparameters (UNet 256-512-1024, horizon 16, 2 obs, 8 actions)."""
+def _diffusion_policy(task: str, obs_keys: tuple[str, ...], image: bool) -> Callable[[], ExperimentConfig]:
+    """Diffusion Policy's defaults (Chi et al., UNet 256-512-1024, horizon 16, 2 obs, 8 actions; not SIME's)."""
 
     def make() -> ExperimentConfig:
         policy = PolicyConfig(obs_keys=obs_keys, crop_hw=(76, 76) if image else None)
         train = TrainConfig(steps=300_000 if image else 200_000, batch_size=64 if image else 256)
         return ExperimentConfig(name=f"{task}_{'image' if image else 'lowdim'}", task=task, policy=policy.validate(),
                                 train=train)
+
+    return make
+
+
+#: UNet widths of the SIME reference's training configs (simulation/config_template/training/<task>.json);
+#: can.json sets none, so the reference's DiffusionUNetPolicy default (256, 512) applies.
+SIME_REF_DOWN_DIMS = {"lift": (512, 1024, 2048), "can": (256, 512), "square": (512, 1024, 2048),
+                      "transport": (512, 1024, 2048), "toolhang": (512, 1024, 2048)}
+#: batch sizes of those configs (can.json: 60; can_image.json and the rest: 64)
+SIME_REF_BATCH = {"can": 60}
+
+
+def _sime_reference(task: str, obs_keys: tuple[str, ...], image: bool) -> Callable[[], ExperimentConfig]:
+    """The SIME reference's own settings (EricJin2002/SIME).
+
+    From simulation/config_template/training/<task>[_image].json, src/policy/dp.py, src/policy/diffusion.py
+    and src/train.py: 1 observation step and a 20-action chunk, all executed (num_obs 1, num_action 20,
+    inference_horizon = horizon); UNet down_dims 512-1024-2048 (can state-based: the default 256-512),
+    diffusion step embedding 256, kernel 5, 8 groups; DDIM with 100 training timesteps, squaredcos_cap_v2,
+    clip_sample, epsilon prediction, 20 inference steps; AdamW lr 3e-4, betas (0.95, 0.999), weight decay
+    1e-6, cosine schedule with 2000 warm-up steps; 1000 epochs x 100 iterations (100k steps) at batch 64
+    (can state-based: 60); no EMA, no validation split, the last checkpoint is evaluated; image policies
+    use a GroupNorm ResNet-18 with 64 output features per camera and no crop (crop_shape unset).
+    """
+
+    def make() -> ExperimentConfig:
+        kind = "image" if image else "lowdim"
+        down_dims = (512, 1024, 2048) if image else SIME_REF_DOWN_DIMS[task]
+        policy = PolicyConfig(obs_keys=obs_keys, horizon=20, n_obs_steps=1, n_action_steps=20, down_dims=down_dims,
+                              diffusion_step_embed_dim=256, kernel_size=5, n_groups=8, num_train_timesteps=100,
+                              num_inference_steps=20, scheduler="ddim", image_feature_dim=64,
+                              crop_hw=(84, 84) if image else None)
+        train = TrainConfig(steps=100_000, batch_size=64 if image else SIME_REF_BATCH.get(task, 64), lr=3e-4,
+                            betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=2000, use_ema=False, val_ratio=0.0,
+                            checkpoint_every=5000, grad_clip=0.0)
+        return ExperimentConfig(name=f"{task}_{kind}_ref", task=task, policy=policy.validate(), train=train)
 
     return make
 
@@ -172,8 +213,10 @@ for _task, _keys in _TASK_KEYS.items():
     _image_keys = _TASK_CAMERAS[_task] + (IMAGE_PROPRIO if _task != "transport" else
                                           IMAGE_PROPRIO + ("obs/robot1_eef_pos", "obs/robot1_eef_quat",
                                                            "obs/robot1_gripper_qpos"))
-    PRESETS[f"{_task}_lowdim"] = _reference(_task, _keys, image=False)
-    PRESETS[f"{_task}_image"] = _reference(_task, _image_keys, image=True)
+    PRESETS[f"{_task}_lowdim"] = _diffusion_policy(_task, _keys, image=False)
+    PRESETS[f"{_task}_image"] = _diffusion_policy(_task, _image_keys, image=True)
+    PRESETS[f"{_task}_lowdim_ref"] = _sime_reference(_task, _keys, image=False)
+    PRESETS[f"{_task}_image_ref"] = _sime_reference(_task, _image_keys, image=True)
     PRESETS[f"{_task}_lowdim_cpu"] = _cpu(_task, _keys, image=False)
     PRESETS[f"{_task}_image_cpu"] = _cpu(_task, _image_keys, image=True)
 

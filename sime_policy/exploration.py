@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence, Union
 
 import torch
 
 MODES = ("none", "sime", "cads", "action_noise", "ddim_eta")
+NOISE_UNITS = ("raw", "normalized")
+
+#: One generator for a whole batch, one per row, or None (torch's global generator).
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def gaussian(shape: Sequence[int], generator: Generators, device: torch.device | str,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise of `shape`; with a list of generators row i is drawn from generator i alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]} rows")
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
 
 
 @dataclass(frozen=True)
@@ -20,6 +34,11 @@ class Exploration:
     - ``cads``: the same schedule evaluated at ``t = timestep / T_train`` (CADS order: strongest first).
     - ``action_noise``: Gaussian noise of std ``noise_scale`` on the final (normalised) action chunk.
     - ``ddim_eta``: no added noise; DDIM sampling with ``eta > 0`` (diffusion randomness only).
+
+    ``noise_units`` says what ``noise_scale`` measures on the low-dim part of the condition: ``raw``
+    (default, as the SIME reference: raw observation units, e.g. metres; the policy converts through its
+    normaliser) or ``normalized`` (the min-max-normalised [-1, 1] space the condition is in). Image
+    features are always perturbed in their own units.
     """
 
     mode: str = "none"
@@ -28,10 +47,13 @@ class Exploration:
     tau1: float = 0.0
     tau2: float = 1.0
     eta: float = 0.0
+    noise_units: str = "raw"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown exploration mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.noise_units not in NOISE_UNITS:
+            raise ValueError(f"unknown noise units {self.noise_units!r}; choose one of {', '.join(NOISE_UNITS)}")
         if not 0.0 <= self.tau1 < self.tau2 <= 1.0:
             raise ValueError(f"need 0 <= tau1 < tau2 <= 1, got tau1={self.tau1}, tau2={self.tau2}")
         if self.noise_scale < 0 or (self.image_noise_scale is not None and self.image_noise_scale < 0):
@@ -63,15 +85,21 @@ class Exploration:
         return s * (1.0 - self.gamma(self.schedule_time(timestep, num_train_timesteps)))
 
     def perturb(self, cond: torch.Tensor, timestep: int, num_train_timesteps: int, image_mask: torch.Tensor | None,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """The condition with fresh Gaussian noise of this step's strength (image dims may use their own scale)."""
-        noise = torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+                generator: Generators, units: torch.Tensor | None = None) -> torch.Tensor:
+        """The condition with fresh Gaussian noise of this step's strength (image dims may use their own scale).
+
+        `units` (per condition dimension) converts the noise into the condition's units, e.g. the
+        normaliser's scale for raw-unit noise on low-dim dimensions (see `DiffusionPolicy.condition_noise_units`).
+        """
+        noise = gaussian(cond.shape, generator, cond.device, cond.dtype)
         std = torch.full((cond.shape[-1],), self.multiplier(timestep, num_train_timesteps), device=cond.device,
                          dtype=cond.dtype)
         if image_mask is not None and self.image_noise_scale is not None:
             std = torch.where(image_mask.to(cond.device),
                               torch.tensor(self.multiplier(timestep, num_train_timesteps, self.image_noise_scale),
                                            device=cond.device, dtype=cond.dtype), std)
+        if units is not None:
+            std = std * units.to(device=cond.device, dtype=cond.dtype)
         return cond + noise * std
 
     def as_metadata(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from .config import PolicyConfig
-from .exploration import NO_EXPLORATION, Exploration
+from .exploration import NO_EXPLORATION, Exploration, Generators, gaussian
 from .models import ConditionalUnet1D, ObservationEncoder
 from .normalizer import Normalizer, fit_normalizer
 
@@ -173,21 +173,46 @@ class DiffusionPolicy(nn.Module):
             cache[key] = scheduler
         return cache[key]
 
+    def condition_noise_units(self, exploration: Exploration) -> torch.Tensor | None:
+        """Per-dimension factor turning exploration noise into condition units (None: the condition's own units).
+
+        With ``noise_units='raw'`` the noise is meant in raw observation units, as the SIME reference adds it
+        to the unnormalised low-dim vector: a low-dim dimension normalised by ``x * scale + offset`` gets
+        ``noise * scale``. Image-feature dimensions have no raw units and are left as they are.
+        """
+        if exploration.noise_units != "raw" or not self.lowdim_keys:
+            return None
+        cached = self.__dict__.setdefault("_raw_unit_factors", {})
+        device = self.device
+        if device not in cached:
+            per_step = [torch.ones(self.config.image_feature_dim * len(self.image_keys), device=device)]
+            for key in self.obs_encoder.lowdim_keys:
+                scale, _ = self.normalizer._params(key)
+                per_step.append(scale.to(device).reshape(-1).float())
+            cached[device] = torch.cat(per_step).repeat(self.config.n_obs_steps)
+        return cached[device]
+
     @torch.inference_mode()
     def sample(self, cond: torch.Tensor, exploration: Exploration = NO_EXPLORATION,
-               generator: torch.Generator | None = None, explore_generator: torch.Generator | None = None,
+               generator: Generators = None, explore_generator: Generators = None,
                return_intermediates: bool = False) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
-        """Normalised action trajectories (B, horizon, A) denoised from Gaussian noise given the condition."""
+        """Normalised action trajectories (B, horizon, A) denoised from Gaussian noise given the condition.
+
+        Each generator may be one torch.Generator for the whole batch or a list with one per row (then
+        every row's result depends only on its own generator and condition).
+        """
         scheduler = self._inference_scheduler(exploration)
         shape = (cond.shape[0], self.config.horizon, self.action_dim)
-        trajectory = torch.randn(shape, generator=generator, device=cond.device)
+        trajectory = gaussian(shape, generator, cond.device, torch.float32)
         image_mask = self.obs_encoder.image_feature_mask
+        units = self.condition_noise_units(exploration) if exploration.perturbs_condition else None
         intermediates: list[tuple[int, torch.Tensor]] = []
         for timestep in scheduler.timesteps:
             t = int(timestep)
             step_cond = cond
             if exploration.perturbs_condition:
-                step_cond = exploration.perturb(cond, t, self.config.num_train_timesteps, image_mask, explore_generator)
+                step_cond = exploration.perturb(cond, t, self.config.num_train_timesteps, image_mask, explore_generator,
+                                                units=units)
             t_batch = torch.full((cond.shape[0],), t, device=cond.device, dtype=torch.long)
             model_output = self.model(trajectory, t_batch, step_cond)
             kwargs: dict[str, Any] = {"generator": generator}
@@ -197,20 +222,24 @@ class DiffusionPolicy(nn.Module):
             if return_intermediates:
                 intermediates.append((t, trajectory.clone()))
         if exploration.mode == "action_noise" and exploration.noise_scale > 0:
-            trajectory = trajectory + exploration.noise_scale * torch.randn(
-                trajectory.shape, generator=explore_generator, device=trajectory.device)
+            trajectory = trajectory + exploration.noise_scale * gaussian(
+                trajectory.shape, explore_generator, trajectory.device, trajectory.dtype)
         return trajectory, intermediates
 
     @torch.inference_mode()
     def predict(self, obs_history: Mapping[str, Any], exploration: Exploration | None = None, *,
-                seed: int | None = None, full_horizon: bool = False,
+                seed: int | None = None, seeds: Sequence[int] | None = None, lanes: int | None = None,
+                full_horizon: bool = False,
                 return_intermediates: bool = False) -> np.ndarray | tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
         """Action chunk(s) for an observation history: numpy in, numpy out.
 
         `obs_history[key]` is (n_obs_steps, ...) or batched (B, n_obs_steps, ...). Returns the executable
         chunk (B, n_action_steps, A) (or the whole horizon), unbatched if the input was. With a `seed` the
         result is reproducible; exploration noise is drawn from its own generator so disabling exploration
-        gives exactly plain sampling.
+        gives exactly plain sampling. `seeds` gives every row its own seed instead. `lanes` evaluates the
+        rows in groups of exactly that many (padding the last group): the float results of a row then do
+        not depend on how many other rows are predicted with it, so batched rollouts reproduce one-by-one
+        ones bit for bit (CPU kernels pick other code paths for other batch sizes).
         """
         exploration = exploration or NO_EXPLORATION
         first = self.config.obs_keys[0]
@@ -219,16 +248,23 @@ class DiffusionPolicy(nn.Module):
             raise PolicyInputError(f"observation {first!r} missing; got keys {sorted(obs_history)}")
         unbatched = np.ndim(sample_value) == len(self.obs_specs[first].shape) + 1
         obs = {k: np.asarray(v)[None] if unbatched else v for k, v in obs_history.items()}
+        batch = int(np.shape(obs.get(first, obs.get(first[4:])))[0])
+        if seed is not None and seeds is not None:
+            raise ValueError("give seed (one for the batch) or seeds (one per row), not both")
+        if seeds is not None and len(seeds) != batch:
+            raise ValueError(f"seeds has {len(seeds)} entries for a batch of {batch} observations")
+        if lanes is not None and (isinstance(lanes, bool) or int(lanes) < 1):
+            raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
         was_training = self.training
         if was_training:  # toggling walks every module (~2.5 ms): only when needed
             self.eval()
         try:
-            cond = self.encode(obs)
-            generator = explore_generator = None
-            if seed is not None:
-                generator = torch.Generator(device=cond.device).manual_seed(int(seed))
-                explore_generator = torch.Generator(device=cond.device).manual_seed(int(seed) + 7919)
-            normalized, steps = self.sample(cond, exploration, generator, explore_generator, return_intermediates)
+            groups = [(obs, None if seeds is None else list(seeds))] if lanes is None else \
+                [_lane_group(obs, seeds, lo, int(lanes), batch) for lo in range(0, batch, int(lanes))]
+            parts = [self._predict_rows(group_obs, group_seeds, exploration=exploration, seed=seed,
+                                        return_intermediates=return_intermediates) for group_obs, group_seeds in groups]
+            normalized = torch.cat([chunks for chunks, _ in parts])[:batch]
+            steps = [(t, torch.cat([part[1][k][1] for part in parts])[:batch]) for k, (t, _) in enumerate(parts[0][1])]
         finally:
             if was_training:
                 self.train(True)
@@ -244,3 +280,28 @@ class DiffusionPolicy(nn.Module):
         key = self.config.action_key
         return result, [(t, self.normalizer.unnormalize(key, x).cpu().numpy()[0 if unbatched else slice(None)])
                         for t, x in steps]
+
+    def _predict_rows(self, obs: Mapping[str, Any], seeds: Sequence[int] | None = None, *,
+                      exploration: Exploration = NO_EXPLORATION, seed: int | None = None,
+                      return_intermediates: bool = False) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """Normalised chunks of one batch: one generator pair for the batch (`seed`) or one per row (`seeds`)."""
+        cond = self.encode(obs)
+        generator: Generators = None
+        explore_generator: Generators = None
+        if seeds is not None:
+            generator = [torch.Generator(device=cond.device).manual_seed(int(s)) for s in seeds]
+            explore_generator = [torch.Generator(device=cond.device).manual_seed(int(s) + 7919) for s in seeds]
+        elif seed is not None:
+            generator = torch.Generator(device=cond.device).manual_seed(int(seed))
+            explore_generator = torch.Generator(device=cond.device).manual_seed(int(seed) + 7919)
+        return self.sample(cond, exploration, generator, explore_generator, return_intermediates)
+
+
+def _lane_group(obs: Mapping[str, Any], seeds: Sequence[int] | None, lo: int, lanes: int,
+                batch: int) -> tuple[dict[str, np.ndarray], list[int] | None]:
+    """Rows lo..lo+lanes of a batch, padded to exactly `lanes` rows by repeating the group's first row."""
+    hi = min(lo + lanes, batch)
+    pad = lanes - (hi - lo)
+    index = np.concatenate([np.arange(lo, hi), np.full(pad, lo, dtype=np.int64)])
+    group = {k: np.asarray(v)[index] for k, v in obs.items()}
+    return group, (None if seeds is None else [int(seeds[i]) for i in index])

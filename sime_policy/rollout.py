@@ -39,11 +39,13 @@ from .policy import DiffusionPolicy, PolicyInputError
 from .rollout_report import RolloutSummary, print_report, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sime_data import EpisodeWriter, Store
+    from sime_data import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 233
+DEFAULT_ENVS = 16   # simulators stepped per process, one batched policy call per chunk for all of them
+DEFAULT_LANES = 16  # policy rows per forward pass (padded): fixes the float results whatever the env count
 _SEED_BITS = 62  # per-episode/chunk seeds stay well inside int64 (the store column) and torch's seed range
 
 
@@ -99,11 +101,11 @@ def chunk_seed(ep_seed: int, chunk: int) -> int:
 
 
 def collection_id(checkpoint: str, task: str, exploration: Exploration, seed: int, state_ids: Sequence[str],
-                  trials: int, horizon: int) -> str:
-    """Id of a rollout collection: hash of everything that determines its episodes."""
+                  trials: int, horizon: int, lanes: int | None = DEFAULT_LANES) -> str:
+    """Id of a rollout collection: hash of everything that determines its episodes (policy lanes included)."""
     blob = json.dumps({"checkpoint": checkpoint, "task": task, "exploration": exploration.as_metadata(),
                        "seed": int(seed), "init_states": list(state_ids), "trials": int(trials),
-                       "horizon": int(horizon)}, sort_keys=True)
+                       "horizon": int(horizon), "lanes": lanes}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -216,35 +218,113 @@ def initial_states(env: SimEnv, init_states: int | Sequence[np.ndarray], seed: i
     return states, state_ids
 
 
-# ---------------------------------------------------------------------- one episode
-def run_episode(env: SimEnv, policy: DiffusionPolicy, state: np.ndarray, exploration: Exploration, ep_seed: int,
-                writer: "EpisodeWriter | None" = None) -> tuple[bool, int]:
-    """Receding-horizon rollout from `state` until success or the horizon; returns (success, steps).
+# ---------------------------------------------------------------------- episodes, many at once
+class _Slot:
+    """One simulator instance of a batched rollout and the episode it is running (recorded in memory)."""
 
-    Every step (observation before the action, action, reward, done, simulator state) is added to
-    `writer` when given; the caller finishes or discards the episode.
+    def __init__(self, env: SimEnv, keys: Sequence[tuple[str, str]], n_obs_steps: int, record: bool) -> None:
+        self.env, self.keys, self.n_obs_steps, self.record = env, list(keys), n_obs_steps, record
+        self.item: Item | None = None
+
+    def start(self, item: "Item") -> None:
+        """Reset to the item's initial state and start recording its episode."""
+        self.item = item
+        self.obs = self.env.reset_to(item.state)
+        self.history: deque[dict[str, np.ndarray]] = deque([self.obs] * self.n_obs_steps, maxlen=self.n_obs_steps)
+        self.chunk = 0
+        self.success = False
+        self.steps: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": [], "dones": [], "states": []}
+
+    def observation(self) -> dict[str, np.ndarray]:
+        """The policy input: the last n_obs_steps observations, per policy key."""
+        return {key: np.stack([h[env_key] for h in self.history]) for key, env_key in self.keys}
+
+    def next_seed(self) -> int:
+        """Seed of this episode's next policy call."""
+        seed = chunk_seed(self.item.seed, self.chunk)
+        self.chunk += 1
+        return seed
+
+    def step(self, action: np.ndarray) -> bool:
+        """Execute one action (recording the step); True when the episode has ended."""
+        state = self.env.get_state() if self.record else None
+        next_obs, reward, done, info = self.env.step(action)
+        if self.record:
+            steps = self.steps
+            steps["obs"].append(self.obs)
+            steps["actions"].append(action)
+            steps["rewards"].append(reward)
+            steps["dones"].append(done)
+            steps["states"].append(state)
+        self.obs = next_obs
+        self.history.append(next_obs)
+        if done:
+            self.success = bool(info["success"])
+        return bool(done)
+
+    def episode_arrays(self) -> dict[str, np.ndarray]:
+        """The recorded episode as store arrays ('obs/<k>', 'actions', 'rewards', 'dones', 'states')."""
+        steps = self.steps
+        data = {f"obs/{key}": np.stack([o[key] for o in steps["obs"]]) for key in steps["obs"][0]}
+        data["actions"] = np.stack(steps["actions"])
+        data["rewards"] = np.asarray(steps["rewards"], dtype=np.float64)
+        data["dones"] = np.asarray(steps["dones"], dtype=bool)
+        data["states"] = np.stack(steps["states"])
+        return data
+
+
+EpisodeDone = Callable[["Item", bool, int, "_Slot"], None]
+
+
+def run_batched(envs: Sequence[SimEnv], policy: DiffusionPolicy, items: Sequence["Item"], exploration: Exploration,
+                on_done: EpisodeDone, *, lanes: int | None = DEFAULT_LANES, record: bool = True) -> None:
+    """Run `items` on several simulators at once, one batched policy call per chunk for all running episodes.
+
+    Every running episode asks for its next chunk at the same tick (an env whose episode ended mid-chunk
+    waits for the next chunk boundary to start its next item), so a tick makes one ``predict`` call of
+    up to ``len(envs)`` rows. Rows are evaluated in groups of ``lanes`` with their own seeds, so an
+    episode's actions do not depend on which others ran beside it: the same (state, trial, seed) gives
+    the same episode for any number of envs or workers. ``on_done(item, success, steps, slot)`` is
+    called as each episode ends (``slot.episode_arrays()`` holds it when `record`).
     """
-    obs = env.reset_to(state)
+    if not envs:
+        raise ValueError("run_batched needs at least one env")
     config = policy.config
     keys = [(k, env_key(k)) for k in config.obs_keys]
-    history: deque[dict[str, np.ndarray]] = deque([obs] * config.n_obs_steps, maxlen=config.n_obs_steps)
-    chunk = 0
+    slots = [_Slot(env, keys, config.n_obs_steps, record) for env in envs]
+    queue = deque(items)
     while True:
-        stacked = {k: np.stack([h[e] for h in history]) for k, e in keys}
-        actions = policy.predict(stacked, exploration, seed=chunk_seed(ep_seed, chunk))
-        chunk += 1
-        for action in np.asarray(actions, dtype=np.float64):
-            sim_state = env.get_state() if writer is not None else None
-            next_obs, reward, done, info = env.step(action)
-            if writer is not None:
-                writer.add_step(obs=obs, action=action, reward=reward, done=done, state=sim_state)
-            obs = next_obs
-            history.append(obs)
-            if done:
-                return bool(info["success"]), env.t
+        for slot in slots:
+            if slot.item is None and queue:
+                slot.start(queue.popleft())
+        running = [slot for slot in slots if slot.item is not None]
+        if not running:
+            return
+        observations = [slot.observation() for slot in running]
+        stacked = {key: np.stack([o[key] for o in observations]) for key, _ in keys}
+        chunks = np.asarray(policy.predict(stacked, exploration, seeds=[slot.next_seed() for slot in running],
+                                           lanes=lanes), dtype=np.float64)
+        for slot, chunk in zip(running, chunks):
+            for action in chunk:
+                if slot.step(action):
+                    item, slot.item = slot.item, None
+                    on_done(item, slot.success, slot.env.t, slot)
+                    break
 
 
-# ---------------------------------------------------------------------- a batch of episodes
+def run_episode(env: SimEnv, policy: DiffusionPolicy, state: np.ndarray, exploration: Exploration, ep_seed: int,
+                lanes: int | None = DEFAULT_LANES) -> tuple[bool, int]:
+    """One receding-horizon rollout from `state` until success or the horizon; returns (success, steps).
+
+    The same episode as the batched runner gives for this (state, seed) with the same `lanes`.
+    """
+    outcome: list[tuple[bool, int]] = []
+    item = Item(init_state_id(state), np.asarray(state, dtype=np.float64), 0, int(ep_seed))
+    run_batched([env], policy, [item], exploration, lambda _item, ok, steps, _slot: outcome.append((ok, steps)),
+                lanes=lanes, record=False)
+    return outcome[0]
+
+
 @dataclass(frozen=True)
 class Item:
     """One episode to run: initial state (and its id), trial number and episode seed."""
@@ -271,23 +351,37 @@ class Job:
     policy_path: str | None = None
     use_ema: bool = True
     policy: DiffusionPolicy | None = None  # sent only when there is no checkpoint file to load
+    envs: int = 1
+    lanes: int | None = DEFAULT_LANES
+    device: str = "cpu"
 
     def make_env(self) -> SimEnv:
         """A fresh SimEnv for this job's task, cameras and horizon."""
         return SimEnv(self.task, cameras=self.cameras, image_size=self.image_size, horizon=self.horizon)
 
+    @contextlib.contextmanager
+    def open_envs(self, first: SimEnv | None = None) -> Iterator[list[SimEnv]]:
+        """min(envs, items) SimEnvs for this job (`first` reused when given), closed on exit (except `first`)."""
+        wanted = max(1, min(self.envs, len(self.items)))
+        with contextlib.ExitStack() as stack:
+            envs = [first] if first is not None else []
+            envs += [stack.enter_context(self.make_env()) for _ in range(wanted - len(envs))]
+            yield envs
+
 
 EpisodeCallback = Callable[[str, str, int, bool], None]
 
 
-def run_items(store: "Store", env: SimEnv, policy: DiffusionPolicy, job: Job, on_episode: EpisodeCallback) -> None:
-    """Run a job's episodes through one writer (one segment); each is committed as soon as it ends."""
-    with store.writer("rollout", job.task, model_xml=env.model_xml(), **job.writer_defaults) as writer:
-        for item in job.items:
-            success, _ = run_episode(env, policy, item.state, job.exploration, item.seed, writer)
-            episode_id = writer.finish(success=success, init_state_id=item.state_id, init_state=item.state,
-                                       trial=item.trial, seed=item.seed)
+def run_items(store: "Store", envs: Sequence[SimEnv], policy: DiffusionPolicy, job: Job,
+              on_episode: EpisodeCallback) -> None:
+    """Run a job's episodes on its envs through one writer (one segment); each is committed as soon as it ends."""
+    with store.writer("rollout", job.task, model_xml=envs[0].model_xml(), **job.writer_defaults) as writer:
+        def commit(item: Item, success: bool, steps: int, slot: _Slot) -> None:
+            episode_id = writer.add_episode(slot.episode_arrays(), success=success, init_state_id=item.state_id,
+                                            init_state=item.state, trial=item.trial, seed=item.seed)
             on_episode(episode_id, item.state_id, item.trial, success)
+
+        run_batched(envs, policy, job.items, job.exploration, commit, lanes=job.lanes)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -321,8 +415,9 @@ def worker_main(index: int, job: Job, messages: Any) -> None:
             if os.getppid() != parent:  # the parent was killed: stop after this committed episode
                 raise KeyboardInterrupt("parent process gone")
 
-        with job.make_env() as env:
-            run_items(store, env, policy, job, report)
+        policy.to(job.device)
+        with job.open_envs() as envs:
+            run_items(store, envs, policy, job, report)
         messages.put(("finished", index))
     except KeyboardInterrupt:
         messages.put(("interrupted", index))
@@ -458,23 +553,33 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
                      exploration: Exploration = NO_EXPLORATION, seed: int = DEFAULT_SEED, workers: int = 1,
                      round: int | None = None, branch: str | None = None, version: str | None = None,
                      progress: bool = True, max_steps: int | None = None,
-                     torch_threads: int | None = 1) -> RolloutResult:
+                     torch_threads: int | None = 1, envs: int = DEFAULT_ENVS, lanes: int | None = DEFAULT_LANES,
+                     device: str | None = None, extra_rule: dict[str, Any] | None = None) -> RolloutResult:
     """Roll a policy out from K initial states x `trials` each, write every episode to `store`, version them.
 
     `init_states` is K (states drawn with ``env.sample_init_states(K, seed)``) or explicit simulator
-    states. `max_steps` overrides the task horizon. `workers` > 1 runs spawned processes, each with
-    its own env, policy copy and writer (segment). Rerunning with the same arguments resumes: pairs
-    already committed are skipped; the version (default
-    '<task>/rollouts/<checkpoint>/<mode>/seed<seed>') is created once every pair exists.
-    `torch_threads` is the torch thread count of each rolling-out process during the run (default 1:
-    batch-1 inference gains little from more, and OpenMP threads stall badly on a busy CPU); None
-    leaves torch's setting (workers then use cpu_count // workers).
+    states. `max_steps` overrides the task horizon. Each process steps `envs` simulators and calls the
+    policy once per chunk for all of them; `workers` > 1 runs spawned processes, each with its own envs,
+    policy copy and writer (segment). Policy rows are evaluated in groups of `lanes` (see
+    `DiffusionPolicy.predict`), so the same (state, trial, seed) gives the same episode for any `envs`
+    and `workers`; `lanes` is part of the collection's identity. `device` runs the policy there (e.g.
+    'cuda'; default cpu). Rerunning with the same arguments resumes: pairs already committed are skipped;
+    the version (default '<task>/rollouts/<checkpoint>/<mode>/seed<seed>') is created once every pair
+    exists. `torch_threads` is the torch thread count of each rolling-out process during the run
+    (default 1: OpenMP threads stall badly on a busy CPU); None leaves torch's setting (workers then use
+    cpu_count // workers). `extra_rule` adds entries to the version's rule (e.g. the policy's fit report).
     """
     from sime_data import Store, open_store
 
     if isinstance(init_states, np.ndarray) and init_states.ndim == 2:
         init_states = list(init_states)  # (K, state_dim) array of states
     _check_counts(init_states, trials, workers, max_steps)
+    for label, value in (("envs", envs), ("lanes", lanes)):
+        if value is None and label == "lanes":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{label} must be an integer of at least 1, got {value!r}")
+    device = _rollout_device(device)
     if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
                                       or torch_threads < 1):
         raise ValueError(f"torch_threads must be a positive integer or None, got {torch_threads!r}")
@@ -482,12 +587,13 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
         raise TypeError(f"exploration must be an Exploration, got {type(exploration).__name__}")
     store = store if isinstance(store, Store) else open_store(store)
     handle = resolve_policy(policy_or_checkpoint)
+    handle.policy.to(device)
     spec = resolve_task(task, handle)
     cameras, image_size = check_policy_fits(handle.policy, spec)
     horizon = int(max_steps) if max_steps is not None else spec.horizon
     name = check_version_name(version or default_version_name(spec.name, handle.checkpoint_id, exploration, seed))
     job = Job(spec.name, horizon, cameras, image_size, store.location, {}, exploration, [], threads=torch_threads,
-              policy_path=handle.path, use_ema=handle.use_ema)
+              policy_path=handle.path, use_ema=handle.use_ema, envs=int(envs), lanes=lanes, device=str(device))
 
     local = workers == 1
     bar: _Progress | None = None
@@ -495,7 +601,8 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
         with job.make_env() as env:
             states, state_ids = initial_states(env, init_states, seed)
             check_first_obs(handle.policy, env.reset_to(states[0]))
-            collection = collection_id(handle.checkpoint_id, spec.name, exploration, seed, state_ids, trials, horizon)
+            collection = collection_id(handle.checkpoint_id, spec.name, exploration, seed, state_ids, trials, horizon,
+                                       lanes)
             n_pairs = len(states) * trials
             done = collection_episodes(store, collection)
             existing = _existing_version(store, name, collection, n_pairs)
@@ -504,7 +611,7 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
                                spec.name, 0)
             job.writer_defaults = dict(checkpoint=handle.checkpoint_id, round=round, branch=branch,
                                        **exploration.as_metadata(), collection=collection, collection_seed=int(seed),
-                                       horizon=horizon)
+                                       horizon=horizon, lanes=lanes)
             taken = set(zip(done["init_state_id"], done["trial"].astype(int)))
             job.items = [Item(sid, state, t, episode_seed(seed, sid, t)) for sid, state in zip(state_ids, states)
                          for t in range(trials) if (sid, t) not in taken]
@@ -514,8 +621,8 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
             bar = _Progress(n_pairs, done, f"{spec.name} rollouts", progress)
             local = workers == 1 or len(job.items) <= 1
             if job.items and local:
-                with _torch_threads(torch_threads):
-                    run_items(store, env, handle.policy, job, bar)
+                with _torch_threads(torch_threads), job.open_envs(first=env) as envs:
+                    run_items(store, envs, handle.policy, job, bar)
         if job.items and not local:
             run_workers(_split(job, handle, workers), bar)
     finally:
@@ -531,7 +638,8 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
             "trained_on": handle.trained_on, "exploration": exploration.as_metadata(), "seed": int(seed),
             "init_states": len(states), "init_states_given": not isinstance(init_states, (int, np.integer)),
             "init_state_ids": state_ids, "trials": int(trials), "horizon": horizon, "round": round, "branch": branch,
-            "collection": collection, "workers": int(workers)}
+            "collection": collection, "workers": int(workers), "envs": int(envs), "lanes": lanes,
+            "device": str(device), **(extra_rule or {})}
     result = _result(rows, state_ids, name, collection, handle, spec.name, len(job.items))
     message = (f"{n_pairs} rollouts of checkpoint {handle.checkpoint_id} on {spec.name} ({len(states)} initial states "
                f"x {trials} trials, exploration {exploration.mode}): success rate {result.success_rate:.3f} "
@@ -541,6 +649,14 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
     except VersionExistsError:  # a concurrent run of the same collection finished first
         _existing_version(store, name, collection, n_pairs)
     return result
+
+
+def _rollout_device(device: str | None) -> "torch.device":
+    """The device rollouts run the policy on (default cpu; 'cuda' only where CUDA is available)."""
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    return dev
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -26,9 +26,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, check_compatible, checkpoint_id, code_version,
-                         config_differences, load_checkpoint, load_weights, save_checkpoint)
+                         config_differences, load_checkpoint, load_weights, save_checkpoint, signature_differences)
+from .budget import BudgetDecision, resolve_steps
 from .config import ExperimentConfig
 from .ema import EMAModel
+from .fit_report import FitReport, FitThresholds, fit_report
 from .policy import DiffusionPolicy
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
 
@@ -71,6 +73,8 @@ class TrainResult:
     world_size: int = 1
     wall_time_s: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+    fit: FitReport | None = None
+    budget: BudgetDecision | None = None
 
     @property
     def final_train_loss(self) -> float:
@@ -227,10 +231,18 @@ class _Run:
         self.ver = store.version(version)
         if self.tc.steps < 1 or self.tc.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.tc.steps}, {self.tc.batch_size}")
+        if self.tc.epochs is not None and self.tc.epochs <= 0:
+            raise ValueError(f"epochs must be positive (or None for the fixed step count), got {self.tc.epochs}")
         torch.manual_seed(self.tc.seed)
         self.policy = DiffusionPolicy.from_version(store, self.ver.name, config.policy).to(device)
         self.train_ids, self.val_ids = split_episodes(self.ver.episode_ids, self.tc.val_ratio, self.tc.seed)
         self.train_sampler, self.val_sampler = self._samplers(frame_weights)
+        self.budget = resolve_steps(steps=self.tc.steps, epochs=self.tc.epochs, min_steps=self.tc.min_steps,
+                                    max_steps=self.tc.step_cap, windows=len(self.train_sampler),
+                                    batch_size=self.tc.batch_size * ctx.world_size)
+        if self.budget.steps != self.tc.steps:  # the resolved count is what the schedule, checkpoints and resume use
+            self.tc = replace(self.tc, steps=self.budget.steps)
+            self.config = replace(config, train=self.tc)
         self.frame_weights = frame_weights is not None
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.tc.lr, betas=tuple(self.tc.betas),
                                            weight_decay=self.tc.weight_decay)
@@ -241,6 +253,7 @@ class _Run:
         self.val_batches = self._val_batches()
         self.history = LossHistory()
         self.step = 0
+        self.init_checkpoint: str | None = None  # id of the checkpoint a fine-tuning run started from
 
     # -------------------------------------------------------------- data
     def _samplers(self, frame_weights: Mapping[str, Any] | None):
@@ -305,7 +318,39 @@ class _Run:
         _restore_rng(ckpt["rng"], self.batch_rng)
         self.history = LossHistory.from_dict(ckpt["losses"])
         self.step = int(ckpt["step"])
+        self.init_checkpoint = data.get("init_from")
         self._line(f"resumed from {ckpt['path']} (checkpoint {ckpt.get('checkpoint_id')}) at step {self.step}")
+
+    def init_weights(self, path: str | os.PathLike) -> None:
+        """Start from another checkpoint's weights (EMA ones when present): fine-tuning, not resuming."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        problems = signature_differences(ckpt["signature"], self.policy.signature())
+        problems += config_differences(ckpt["config"]["policy"], asdict(self.config.policy))
+        if problems:
+            raise IncompatibleCheckpointError(f"cannot initialise from {ckpt['path']}: " + "; ".join(problems))
+        weights = ckpt["ema"]["averaged"] if ckpt.get("ema") is not None else ckpt["model"]
+        own = self.policy.state_dict()
+        load_weights(self.policy, {k: (own[k] if k.startswith("normalizer.") else v) for k, v in weights.items()},
+                     "initial")
+        if self.ema is not None:
+            self.ema = EMAModel(self.policy, power=self.tc.ema_power, max_decay=self.tc.ema_max_decay)
+        self.init_checkpoint = str(ckpt.get("checkpoint_id"))
+        self._line(f"initialised from the weights of {ckpt['path']} (checkpoint {ckpt.get('checkpoint_id')}, trained "
+                   f"on {ckpt['data'].get('version')!r}); normaliser fitted on {self.ver.name!r}")
+
+    def fit(self, thresholds: FitThresholds | None) -> FitReport:
+        """Open-loop fit of the evaluated weights on the training windows; written to fit.json and logged."""
+        model = self.ema.averaged if self.ema is not None else self.policy
+        was_training = model.training
+        model.eval()
+        try:
+            report = fit_report(model, self.train_sampler, max_windows=self.tc.fit_windows, seed=self.tc.seed,
+                                thresholds=thresholds)
+        finally:
+            model.train(was_training)
+        report.write(self.out_dir)
+        self._line(report.summary())
+        return report
 
     # -------------------------------------------------------------- steps
     def validate(self) -> float | None:
@@ -342,6 +387,7 @@ class _Run:
         if self.ctx.world_size > 1:
             model = DistributedDataParallel(self.policy, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None, broadcast_buffers=False)
+        self._line(f"budget: {self.budget.describe()}")
         self._line(f"training {self.config.name} on {self.ver.name!r}: {len(self.train_sampler)} train windows from "
                    f"{len(self.train_ids)} episodes, {len(self.val_ids)} validation episodes, steps {self.step}->{end} "
                    f"of {total}, batch {self.tc.batch_size} x {self.ctx.world_size} rank(s) on {self.device}")
@@ -400,7 +446,8 @@ class _Run:
     @property
     def checkpoint_id(self) -> str:
         """Stable id of the checkpoint at the current step."""
-        return checkpoint_id(self.config.to_dict(), self.ver.name, self.ver.created_at, self.step)
+        return checkpoint_id(self.config.to_dict(), self.ver.name, self.ver.created_at, self.step,
+                             init_from=self.init_checkpoint)
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint dict of the current state."""
@@ -427,7 +474,10 @@ class _Run:
                      "version_created_at": ver.created_at,
                      "n_episodes": int(ver.stats.get("n_episodes", len(ver.episode_ids))), "n_frames": ver.n_frames,
                      "parents": list(ver.parents), "train_episodes": list(self.train_ids),
-                     "val_episodes": list(self.val_ids), "frame_weights": self.frame_weights},
+                     "val_episodes": list(self.val_ids), "frame_weights": self.frame_weights,
+                     "init_from": self.init_checkpoint,
+                     "budget": {"steps": self.budget.steps, "windows": self.budget.windows,
+                                "epochs": self.budget.epochs, "rule": self.budget.rule}},
             "code": code_version(),
             "losses": self.history.to_dict(),
         }
@@ -470,7 +520,8 @@ class _Run:
 def train(store: "Store | str | os.PathLike", version: str, config: ExperimentConfig, out_dir: str | os.PathLike, *,
           resume: str | os.PathLike | None = None, progress: bool = True, device: str | torch.device | None = None,
           frame_weights: Mapping[str, Any] | None = None, stop_after: int | None = None,
-          on_step: Callable[[StepInfo], None] | None = None) -> TrainResult:
+          on_step: Callable[[StepInfo], None] | None = None, init_from: str | os.PathLike | None = None,
+          fit_thresholds: FitThresholds | None = None) -> TrainResult:
     """Train (or resume) a policy on a store version and write checkpoints, logs and plots to ``out_dir``.
 
     ``store`` is a `Store` or its location. ``resume`` is a checkpoint file or run directory to continue
@@ -478,7 +529,11 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
     available. ``frame_weights`` maps episode ids to a scalar or per-frame loss weights. ``stop_after``
     ends the run early after that many steps (latest.ckpt is written, the LR schedule still spans
     ``config.train.steps``). ``on_step`` is called with a `StepInfo` after every step. Under torchrun every
-    rank calls this (``batch_size`` is per rank); only rank 0 writes files.
+    rank calls this (``batch_size`` is per rank); only rank 0 writes files. ``init_from`` starts a new run from
+    another checkpoint's weights (EMA ones when it has them): fine-tuning, so optimiser, schedule and step start
+    afresh and the normaliser is fitted on this version. When the run completes, the open-loop fit on the training
+    episodes is written to ``fit.json`` (``config.train.fit_report``), logged and returned as ``TrainResult.fit``.
+    The step count is ``config.train.steps``, or the data-scaled budget when ``config.train.epochs`` is set.
     """
     from sime_data.store import Store, open_store
 
@@ -501,20 +556,24 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
             out.mkdir(parents=True, exist_ok=True)
         if resume is not None:
             run.restore(resume)
-        if run.step >= config.train.steps:
-            log.warning("checkpoint is already at step %d of %d; nothing to train", run.step, config.train.steps)
+        elif init_from is not None:
+            run.init_weights(init_from)
+        if run.step >= run.tc.steps:
+            log.warning("checkpoint is already at step %d of %d; nothing to train", run.step, run.tc.steps)
             if not (out / FINAL).exists():
                 run.save(periodic=False, final=True)
         else:
             run.execute(progress=progress, stop_after=stop_after, on_step=on_step)
+        done = run.step >= run.tc.steps
+        fit = run.fit(fit_thresholds) if done and ctx.is_main and run.tc.fit_report else None
     finally:
         torch.set_num_threads(threads)
         if created:
             dist.destroy_process_group()
-    done = run.step >= config.train.steps
     run.policy.eval()
     files = {"log": out / LOG_NAME, "csv": out / CSV_NAME, "json": out / JSON_NAME, "plot": out / PLOT_NAME}
     return TrainResult(out_dir=out, latest_checkpoint=out / LATEST, final_checkpoint=out / FINAL if done else None,
                        checkpoint_id=run.checkpoint_id, step=run.step, history=run.history, policy=run.policy,
                        ema_policy=run.ema.averaged if run.ema is not None else None, rank=ctx.rank,
-                       world_size=ctx.world_size, wall_time_s=time.time() - started, files=files)
+                       world_size=ctx.world_size, wall_time_s=time.time() - started, files=files, fit=fit,
+                       budget=run.budget)

@@ -10,7 +10,10 @@ from typing import Any, Callable
 from sime_data.selection import RULES, check_rule, check_threshold
 
 BRANCHES = ("baseline", "sime")
-DEFAULT_STATES_SEED = 100_000  # initial states are the same for every seed, round and branch
+DEFAULT_STATES_SEED = 100_000       # collection states: the same for every seed, round and branch
+DEFAULT_EVAL_STATES_SEED = 200_000  # held-out evaluation states: never collected from, never trained on
+INIT_FROM = ("scratch", "previous")
+FIT_GATES = ("warn", "stop")
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,15 @@ class PipelineConfig:
     rounds: int = 1
     seeds: tuple[int, ...] = (233,)
     policy_preset: str | None = None            # default '<task>_lowdim_cpu'
-    train_steps: int | None = None              # default: the policy preset's
+    train_steps: int | None = None              # fixed step count (default: the policy preset's budget)
+    train_epochs: float | None = None           # data-scaled budget: passes over the training windows
+    min_train_steps: int | None = None          # floor of the data-scaled budget
+    train_step_cap: int | None = None           # cap of the data-scaled budget
+    init_from: str = "scratch"                  # 'previous': round r+1 fine-tunes round r's weights
+    fit_gate: str = "warn"                      # a poorly fitted policy: 'warn' and go on, or 'stop' before rollouts
     noise_scale: float = 0.01
     image_noise_scale: float | None = None
+    noise_units: str = "raw"                    # 'raw' observation units (the reference's) or 'normalized'
     tau1: float = 0.0
     tau2: float = 1.0
     rule: str = "sr_lss"
@@ -33,8 +42,16 @@ class PipelineConfig:
     init_states: int = 50
     trials: int = 5
     states_seed: int = DEFAULT_STATES_SEED
+    # held-out evaluation states (the score); 0: score on the collection states, as the SIME reference does
+    eval_states: int = 50
+    eval_trials: int | None = None              # default: trials
+    eval_states_seed: int = DEFAULT_EVAL_STATES_SEED
     max_steps: int | None = None                # default: the task horizon
-    workers: int = 1
+    workers: int = 1                            # rollout processes (shared out between jobs running at once)
+    envs: int = 16                              # simulators per rollout process (one batched policy call per chunk)
+    lanes: int = 16                             # policy rows per forward pass (fixes the float results)
+    parallel: int = 1                           # independent jobs (seeds x branches) run at once on this machine
+    device: str | None = None                   # training and rollout inference device (default cpu)
     # torch threads while training: 1 is several times faster than 2 whenever anything else uses a core
     train_threads: int | None = 1
     record_demos: bool = False                  # record scripted demos when the store has none
@@ -46,6 +63,25 @@ class PipelineConfig:
     def preset(self) -> str:
         """Name of the policy preset each round trains with."""
         return self.policy_preset or f"{self.task}_lowdim_cpu"
+
+    @property
+    def resolved_device(self) -> str:
+        """Where training and rollout inference run: the given device, else cuda when available, else cpu."""
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def held_out(self) -> bool:
+        """True when the score is measured on held-out evaluation states (the default)."""
+        return self.eval_states > 0
+
+    @property
+    def evaluation_trials(self) -> int:
+        """Trials per evaluation state."""
+        return self.eval_trials if self.eval_trials is not None else self.trials
 
     @property
     def base_version(self) -> str:
@@ -73,11 +109,44 @@ class PipelineConfig:
         check_rule(self.rule)
         check_threshold(self.threshold)
         for label, value in (("demos", self.demos), ("init_states", self.init_states), ("trials", self.trials),
-                             ("workers", self.workers)):
+                             ("workers", self.workers), ("envs", self.envs), ("lanes", self.lanes),
+                             ("parallel", self.parallel)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if self.rule != "success" and 0 < self.threshold <= 1.0 / self.trials:
+            raise ValueError(f"with {self.trials} trials per collection state, a state with any success has a success "
+                             f"rate of at least {1.0 / self.trials:g}, so {self.rule}_{self.threshold:g} can never "
+                             f"keep a rollout: use more trials (> {1.0 / self.threshold:g}) or a higher threshold")
+        if isinstance(self.eval_states, bool) or not isinstance(self.eval_states, int) or self.eval_states < 0:
+            raise ValueError(f"eval_states must be an integer >= 0 (0: score on the collection states), got "
+                             f"{self.eval_states!r}")
+        if self.eval_trials is not None and (isinstance(self.eval_trials, bool) or not isinstance(self.eval_trials, int)
+                                             or self.eval_trials < 1):
+            raise ValueError(f"eval_trials must be a positive integer, got {self.eval_trials!r}")
+        if self.held_out and self.eval_states_seed == self.states_seed:
+            raise ValueError("eval_states_seed must differ from states_seed: evaluation states are held out")
         if self.train_steps is not None and self.train_steps < 1:
             raise ValueError(f"train_steps must be positive, got {self.train_steps}")
+        if self.train_steps is not None and self.train_epochs is not None:
+            raise ValueError("give train_steps (a fixed count) or train_epochs (scaled with the data), not both")
+        if self.train_epochs is not None and not self.train_epochs > 0:
+            raise ValueError(f"train_epochs must be positive, got {self.train_epochs}")
+        for label, value in (("min_train_steps", self.min_train_steps), ("train_step_cap", self.train_step_cap)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if self.init_from not in INIT_FROM:
+            raise ValueError(f"init_from must be one of {', '.join(INIT_FROM)}, got {self.init_from!r}")
+        if self.fit_gate not in FIT_GATES:
+            raise ValueError(f"fit_gate must be one of {', '.join(FIT_GATES)}, got {self.fit_gate!r}")
+        from ..exploration import NOISE_UNITS
+
+        if self.noise_units not in NOISE_UNITS:
+            raise ValueError(f"noise_units must be one of {', '.join(NOISE_UNITS)}, got {self.noise_units!r}")
+        if self.device is not None:
+            import torch
+
+            if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"device {self.device!r} requested but CUDA is not available here; use --device cpu")
         if self.train_threads is not None and self.train_threads < 1:
             raise ValueError(f"train_threads must be positive (or None for torch's default), got {self.train_threads}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -90,11 +159,28 @@ class PipelineConfig:
         return self
 
     def experiment(self, seed: int) -> Any:
-        """The ExperimentConfig of one training run (preset + steps + overrides, training seed = run seed)."""
+        """The ExperimentConfig of one training run (preset + budget + overrides, training seed = run seed)."""
         from ..config import get_preset
 
+        budget: dict[str, Any] = {}
+        if self.train_steps is not None:
+            budget["epochs"] = None  # a fixed count replaces a preset's data-scaled budget
+        if self.train_epochs is not None:
+            budget["epochs"] = self.train_epochs
+        if self.min_train_steps is not None:
+            budget["min_steps"] = self.min_train_steps
+        if self.train_step_cap is not None:
+            budget["step_cap"] = self.train_step_cap
         return get_preset(self.preset).with_overrides(seed=seed, steps=self.train_steps, **{
-            "num_threads": self.train_threads, **self.policy_overrides})
+            "num_threads": self.train_threads, **budget, **self.policy_overrides})
+
+    def budget_description(self) -> str:
+        """The training budget in words (fixed steps, or epochs with floor and cap)."""
+        train = self.experiment(self.seeds[0]).train
+        if train.epochs is None:
+            return f"{train.steps} steps"
+        cap = f", at most {train.step_cap}" if train.step_cap else ""
+        return f"{train.epochs:g} epochs over the training windows (at least {train.min_steps} steps{cap})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (stored with every version the run creates)."""
@@ -105,7 +191,8 @@ class PipelineConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that decide results (seeds and parallelism excluded): a rerun must match them."""
         data = self.to_dict()
-        for key in ("seeds", "workers", "train_threads", "record_demos", "curate"):
+        for key in ("seeds", "workers", "train_threads", "record_demos", "curate", "envs", "parallel", "device",
+                    "fit_gate"):
             data.pop(key)
         return json.loads(json.dumps(data))
 
@@ -119,20 +206,42 @@ class PipelineConfig:
 
 
 def _quick() -> PipelineConfig:
-    """End-to-end on a 2-core CPU in under 30 minutes, with room to improve after round 0 (lift, 5 demos)."""
-    return PipelineConfig(name="quick", task="lift", demos=5, rounds=1, seeds=(233,), train_steps=800,
-                          noise_scale=0.1, threshold=0.5, init_states=16, trials=3, max_steps=160, workers=2,
+    """End-to-end on a 2-core CPU in under 30 minutes, fitted before rollouts, scored on held-out states."""
+    return PipelineConfig(name="quick", task="lift", demos=5, rounds=1, seeds=(233,),
+                          policy_overrides=dict(QUICK_POLICY), train_epochs=800.0, min_train_steps=2500,
+                          train_step_cap=4000, noise_scale=0.01, threshold=0.5, init_states=20, trials=3,
+                          eval_states=50, eval_trials=2, max_steps=160, workers=2, envs=16, parallel=2,
                           record_demos=True)
+
+
+#: the quick preset's policy: the CPU UNet narrowed to 32-64-128, batch 64, lr 1e-3, predicting the clean action
+#: chunk instead of the noise: fits 5 Lift demos to ~1 mm in 2500 steps, and its rollouts are smooth enough to
+#: train on (the README's search: epsilon-prediction rollouts command ~2x longer steps and ~5x more gripper flips)
+QUICK_POLICY = {"val_ratio": 0.0, "down_dims": (32, 64, 128), "batch_size": 64, "lr": 1e-3,
+                "prediction_type": "sample"}
 
 
 def _lift() -> PipelineConfig:
-    """A fuller lift experiment: 2 seeds, longer training, 30 initial states x 4 trials per rollout set."""
-    return PipelineConfig(name="lift", task="lift", demos=5, rounds=1, seeds=(233, 2333), train_steps=1500,
-                          noise_scale=0.1, threshold=0.5, init_states=30, trials=4, max_steps=160, workers=2,
-                          record_demos=True)
+    """A fuller lift experiment: 3 rounds, 2 seeds, more states, on the quick preset's policy."""
+    return replace(_quick(), name="lift", rounds=3, seeds=(233, 2333), init_states=30, trials=4, eval_states=100,
+                   eval_trials=2)
 
 
-PIPELINE_PRESETS: dict[str, Callable[[], PipelineConfig]] = {"quick": _quick, "lift": _lift}
+def _paper(task: str, demos: int, rounds: int, name: str) -> PipelineConfig:
+    """The paper's protocol (state-based): reference policy, 100 states x 5 trials, 4 seeds, noise 0.01, sr_lss_0.5."""
+    return PipelineConfig(name=name, task=task, demos=demos, rounds=rounds, seeds=(233, 2333, 23333, 233333),
+                          policy_preset=f"{task}_lowdim_ref", policy_overrides={}, noise_scale=0.01, noise_units="raw",
+                          threshold=0.5, rule="sr_lss", init_states=100, trials=5, eval_states=100, eval_trials=5,
+                          max_steps=400, workers=1, envs=16, parallel=1, record_demos=True)
+
+
+PIPELINE_PRESETS: dict[str, Callable[[], PipelineConfig]] = {
+    "quick": _quick,
+    "lift": _lift,
+    "paper-lift": lambda: _paper("lift", 10, 1, "paper-lift"),
+    "paper-can": lambda: _paper("can", 20, 1, "paper-can"),
+    "paper-can-multi": lambda: _paper("can", 20, 5, "paper-can-multi"),
+}
 
 
 def get_pipeline_preset(name: str) -> PipelineConfig:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from typing import Callable, Protocol, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,49 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """In a job process: end it when the process that started it is gone (killed, not only Ctrl-C'd)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                log.warning("the pipeline process %d is gone: stopping this job (rerun to resume)", parent)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sime-parent-watch", daemon=True).start()
+
+
+class ProcessExecutor:
+    """Up to `parallel` jobs at once in spawned processes on this machine (e.g. both branches of a round)."""
+
+    def __init__(self, parallel: int) -> None:
+        if parallel < 2:
+            raise ValueError(f"ProcessExecutor needs parallel >= 2, got {parallel}")
+        self.parallel = int(parallel)
+        self.description = f"local, {self.parallel} jobs at once (spawned processes)"
+
+    def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
+        """fn(job) for every job, `parallel` at a time; results in job order; the first failure is raised."""
+        if len(jobs) <= 1:
+            return [fn(job) for job in jobs]
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(self.parallel, len(jobs)), mp_context=mp.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = [pool.submit(fn, job) for job in jobs]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def close(self) -> None:
+        """Nothing to release (the pool closes after each map)."""
 
 
 class RayExecutor:
@@ -74,6 +120,8 @@ class RayExecutor:
         self._ray.shutdown()
 
 
-def make_executor(ray_address: str | None, cpus_per_job: float = 1.0) -> Executor:
-    """LocalExecutor, or a RayExecutor connected to `ray_address`."""
-    return RayExecutor(ray_address, cpus_per_job) if ray_address else LocalExecutor()
+def make_executor(ray_address: str | None, cpus_per_job: float = 1.0, parallel: int = 1) -> Executor:
+    """A RayExecutor connected to `ray_address`, else local: one job at a time, or `parallel` processes."""
+    if ray_address:
+        return RayExecutor(ray_address, cpus_per_job)
+    return ProcessExecutor(parallel) if parallel > 1 else LocalExecutor()

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# <task>/sime/<run>/seed<seed>/round0/{eval,explore}
+# <task>/sime/<run>/seed<seed>/round0/{eval,collect,explore}
 # <task>/sime/<run>/seed<seed>/<branch>/round<r>            training version of round r >= 1
-# <task>/sime/<run>/seed<seed>/<branch>/round<r>/{eval,explore}
+# <task>/sime/<run>/seed<seed>/<branch>/round<r>/{eval,collect,explore}
+#   eval:    no exploration, on the held-out evaluation states (the score)
+#   collect: no exploration, on the collection states (the baseline branch's data)
+#   explore: SIME exploration, on the collection states (the SIME branch's data)
 ROLLOUT_NAME_RE = re.compile(
     r"^(?P<task>[^/]+)/sime/(?P<run>[^/]+)/seed(?P<seed>\d+)/(?:(?P<branch>[^/]+)/)?round(?P<round>\d+)/"
-    r"(?P<kind>eval|explore)$")
+    r"(?P<kind>eval|collect|explore)$")
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,22 @@ class Chain:
         return f"{self._round_prefix(round_)}/curated"
 
     def eval_version(self, round_: int) -> str:
-        """Rollouts without exploration of round r's policy (its score, and the baseline's data)."""
+        """Rollouts without exploration of round r's policy on the evaluation states (its score)."""
         return f"{self._round_prefix(round_)}/eval"
+
+    def collect_version(self, round_: int) -> str:
+        """Rollouts without exploration of round r's policy on the collection states (the baseline's data)."""
+        return f"{self._round_prefix(round_)}/collect"
 
     def explore_version(self, round_: int) -> str:
         """Rollouts with SIME exploration of round r's policy (the SIME branch's data)."""
         return f"{self._round_prefix(round_)}/explore"
 
-    def data_version(self, round_: int) -> str:
-        """The rollouts this branch selects from after round r."""
-        return self.explore_version(round_) if self.branch == "sime" else self.eval_version(round_)
+    def data_version(self, round_: int, held_out: bool = True) -> str:
+        """The rollouts this branch selects from after round r (without held-out states the eval is the data)."""
+        if self.branch == "sime":
+            return self.explore_version(round_)
+        return self.collect_version(round_) if held_out else self.eval_version(round_)
 
     def checkpoint_dir(self, out: Path, round_: int) -> Path:
         """Training run directory of round r under the run's output directory."""

@@ -1,4 +1,9 @@
-"""Results of SIME runs rebuilt from the store alone: success rate per round and branch, table and plot."""
+"""Results of SIME runs rebuilt from the store alone: success rates with paired comparisons, table and plot.
+
+Every evaluation of a run uses the same (seed, initial state, trial) pairs for every round and branch
+(the episode seed is derived from them), so rounds and branches are compared pair by pair: the
+paired difference of success rates, its 95% interval and McNemar's exact p-value (`paired_stats`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p
 from ..rollout_report import binomial_stderr
 from .config import BRANCHES
 from .names import parse_rollout_name, rule_dict
@@ -16,15 +22,20 @@ from .names import parse_rollout_name, rule_dict
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
-ROW_COLUMNS = ["run", "task", "seed", "round", "branch", "success_rate", "successes", "rollouts", "eval_version",
-               "train_version", "train_episodes", "train_frames"]
-SUMMARY_COLUMNS = ["run", "task", "round", "branch", "seeds", "success_rate_mean", "success_rate_std", "stderr",
-                   "rollouts", "per_seed", "train_episodes", "train_frames"]
+ROW_COLUMNS = ["run", "task", "seed", "round", "branch", "success_rate", "successes", "rollouts", "held_out",
+               "eval_version", "train_version", "train_episodes", "train_frames", "fit_position_mm", "fit_jitter_mm",
+               "fit_ok"]
+SUMMARY_COLUMNS = ["run", "task", "round", "branch", "success_rate", "stderr", "n", "ci_rate_low", "ci_rate_high",
+                   "diff_vs_round0", "ci_low", "ci_high", "p_value", "diff_vs_other", "ci_low_vs_other",
+                   "ci_high_vs_other", "p_value_vs_other", "seeds", "success_rate_mean", "success_rate_std",
+                   "per_seed", "held_out", "train_episodes", "train_frames", "fit_position_mm", "fit_jitter_mm",
+                   "fit_ok"]
+Outcomes = dict[tuple[int, str, int], bool]
 
 
 @dataclass(frozen=True)
 class RunReport:
-    """Per-seed results and their summary over seeds, for one or more runs."""
+    """Per-seed results, their summary with paired comparisons, for one or more runs."""
 
     rows: pd.DataFrame
     summary: pd.DataFrame
@@ -34,110 +45,213 @@ class RunReport:
         """Run names in the report."""
         return list(dict.fromkeys(self.summary["run"]))
 
-    def value(self, run: str, round_: int, branch: str) -> float:
-        """Mean success rate over seeds of one run, round and branch (nan when absent)."""
+    def _row(self, run: str, round_: int, branch: str) -> pd.Series | None:
         hit = self.summary[(self.summary["run"] == run) & (self.summary["round"] == round_)
                            & (self.summary["branch"] == branch)]
-        return float(hit["success_rate_mean"].iloc[0]) if len(hit) else float("nan")
+        return hit.iloc[0] if len(hit) else None
+
+    def value(self, run: str, round_: int, branch: str) -> float:
+        """Success rate (pooled over seeds) of one run, round and branch (nan when absent)."""
+        row = self._row(run, round_, branch)
+        return float(row["success_rate"]) if row is not None else float("nan")
 
     def markdown(self) -> str:
-        """The summary as markdown tables, one per run."""
+        """The summary as markdown tables, one per run, with a line on what the comparisons show."""
         parts = []
         for run in self.runs:
             table = self.summary[self.summary["run"] == run]
             task = table["task"].iloc[0]
+            where = "held-out evaluation states" if table["held_out"].all() else \
+                "the collection states (not held out: the score includes states whose successes were trained on)"
             parts.append(f"### {task} / {run}\n")
-            parts.append("| round | branch | success rate (mean ± std over seeds) | s.e. (binomial) | seeds | rollouts "
-                         "| per seed | training episodes | training frames |")
-            parts.append("|---|---|---|---|---|---|---|---|---|")
+            parts.append(f"Success rate without exploration on {where}; n = evaluation pairs (seed, state, trial) "
+                         "pooled over seeds; differences are paired on the same pairs, 95% Wald interval, exact "
+                         "McNemar p.\n")
+            parts.append("| round | branch | success rate | s.e. | n | vs round 0 [95% CI] | p | vs other branch "
+                         "[95% CI] | p | per seed | training episodes / frames | fit (mm pos / jitter) |")
+            parts.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for _, row in table.iterrows():
-                parts.append(f"| {row['round']} | {row['branch']} | {_mean_std(row)} | {row['stderr']:.3f} | "
-                             f"{row['seeds']} | {row['rollouts']} | {row['per_seed']} | {row['train_episodes']:g} | "
-                             f"{row['train_frames']:g} |")
+                parts.append(f"| {row['round']} | {row['branch']} | {row['success_rate']:.3f} | {row['stderr']:.3f} | "
+                             f"{row['n']} | {_diff(row, '')} | {format_p(row['p_value'])} | {_diff(row, '_vs_other')} "
+                             f"| {format_p(row['p_value_vs_other'])} | {row['per_seed']} | "
+                             f"{row['train_episodes']:g} / {row['train_frames']:g} | {_fit(row)} |")
             parts.append("")
+            parts.append(self.verdict(run) + "\n")
         return "\n".join(parts) if parts else "no SIME run results in this store\n"
 
+    def verdict(self, run: str) -> str:
+        """What the paired tests of the last round say, in words (as measured, whatever the direction)."""
+        table = self.summary[self.summary["run"] == run]
+        last = int(table["round"].max())
+        if last == 0:
+            return "Only round 0 has been evaluated."
+        lines = []
+        for branch in BRANCHES:
+            row = self._row(run, last, branch)
+            if row is None or math.isnan(row["diff_vs_round0"]):
+                continue
+            direction = "better than" if row["diff_vs_round0"] > 0 else "worse than" if row["diff_vs_round0"] < 0 \
+                else "equal to"
+            significant = "significant" if row["p_value"] < 0.05 else "not significant"
+            lines.append(f"round {last} {branch} is {direction} round 0 by {row['diff_vs_round0']:+.3f} "
+                         f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] (p = {format_p(row['p_value'])}, "
+                         f"{significant} at 0.05)")
+        sime = self._row(run, last, "sime")
+        if sime is not None and not math.isnan(sime["diff_vs_other"]):
+            lines.append(f"SIME minus baseline in round {last}: {sime['diff_vs_other']:+.3f} "
+                         f"[{sime['ci_low_vs_other']:+.3f}, {sime['ci_high_vs_other']:+.3f}] "
+                         f"(p = {format_p(sime['p_value_vs_other'])})")
+        return "; ".join(lines) + "." if lines else ""
+
     def print(self, console: Any | None = None) -> None:
-        """Print the summary as rich tables."""
+        """Print the summary as rich tables, with the verdict under each."""
         from rich.console import Console
         from rich.table import Table
 
-        console = console or Console(width=max(Console().width, 120))
+        console = console or Console(width=max(Console().width, 140))
         if self.summary.empty:
             console.print("no SIME run results in this store (run `sime run` first)")
             return
         for run in self.runs:
             rows = self.summary[self.summary["run"] == run]
-            table = Table(title=f"SIME run {rows['task'].iloc[0]} / {run}: success rate without exploration")
-            for column in ("round", "branch", "success rate", "s.e.", "seeds", "rollouts", "per seed", "train episodes",
-                           "train frames"):
+            held = "held-out states" if rows["held_out"].all() else "collection states"
+            table = Table(title=f"SIME run {rows['task'].iloc[0]} / {run}: success rate without exploration ({held})")
+            for column in ("round", "branch", "success rate", "s.e.", "n", "vs round 0 [95% CI]", "p",
+                           "vs other branch [95% CI]", "p ", "per seed", "train ep/frames", "fit pos/jitter mm"):
                 table.add_column(column, justify="left" if column in ("branch", "per seed") else "right")
             for _, row in rows.iterrows():
-                table.add_row(str(row["round"]), row["branch"], _mean_std(row), f"{row['stderr']:.3f}",
-                              str(row["seeds"]), str(row["rollouts"]), row["per_seed"], f"{row['train_episodes']:g}",
-                              f"{row['train_frames']:g}")
+                table.add_row(str(row["round"]), row["branch"], f"{row['success_rate']:.3f}", f"{row['stderr']:.3f}",
+                              str(row["n"]), _diff(row, ""), format_p(row["p_value"]), _diff(row, "_vs_other"),
+                              format_p(row["p_value_vs_other"]), row["per_seed"],
+                              f"{row['train_episodes']:g}/{row['train_frames']:g}", _fit(row))
             console.print(table)
+            console.print(self.verdict(run))
 
 
-def _mean_std(row: pd.Series) -> str:
-    std = row["success_rate_std"]
-    return f"{row['success_rate_mean']:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+def _diff(row: pd.Series, suffix: str) -> str:
+    diff = row["diff_vs_round0" if not suffix else "diff_vs_other"]
+    if math.isnan(diff):
+        return "-"
+    return f"{diff:+.3f} [{row['ci_low' + suffix]:+.3f}, {row['ci_high' + suffix]:+.3f}]"
 
 
-def result_rows(store: "Store", task: str | None = None, run: str | None = None) -> pd.DataFrame:
-    """One row per evaluation (seed, round, branch) of SIME runs; round 0 appears under both branches."""
-    versions = store.versions()
-    by_name = versions.set_index("name")
-    records = []
-    for _, version in versions.iterrows():
+def _fit(row: pd.Series) -> str:
+    if math.isnan(row["fit_position_mm"]):
+        return "-"
+    flag = "" if row["fit_ok"] else " POOR"
+    return f"{row['fit_position_mm']:.1f} / {row['fit_jitter_mm']:.1f}{flag}"
+
+
+# ---------------------------------------------------------------------- gathering
+def _eval_versions(store: "Store", task: str | None, run: str | None) -> list[tuple[dict[str, Any], pd.Series]]:
+    """(parsed name, version row) of every evaluation version of the selected runs."""
+    found = []
+    for _, version in store.versions().iterrows():
         parts = parse_rollout_name(version["name"])
         if parts is None or parts["kind"] != "eval":
             continue
         if (task and parts["task"] != task) or (run and parts["run"] != run):
             continue
-        trained_on = rule_dict(version["rule"]).get("trained_on")
+        found.append((parts, version))
+    return found
+
+
+def _outcomes(store: "Store", version: str, seed: int) -> Outcomes:
+    """Success per (seed, init_state_id, trial) of an evaluation version."""
+    rows = store.episodes(version=version, columns=["episode_id", "init_state_id", "trial", "success"])
+    return {(int(seed), str(r.init_state_id), int(r.trial)): bool(r.success) if not pd.isna(r.success) else False
+            for r in rows.itertuples()}
+
+
+def gather(store: "Store", task: str | None = None, run: str | None = None) -> tuple[pd.DataFrame,
+                                                                                     dict[tuple, Outcomes]]:
+    """Per-seed result rows and the per-pair outcomes of each (run, seed, round, branch)."""
+    by_name = store.versions().set_index("name")
+    records, outcomes = [], {}
+    for parts, version in _eval_versions(store, task, run):
+        rule = rule_dict(version["rule"])
+        trained_on = rule.get("trained_on")
         train = by_name.loc[trained_on] if trained_on in by_name.index else None
-        rollouts = int(version["n_episodes"])
+        fit = rule.get("fit") or {}
+        pairs = _outcomes(store, version["name"], parts["seed"])
         base = {
             "run": parts["run"], "task": parts["task"], "seed": parts["seed"], "round": parts["round"],
-            "success_rate": float(version["success_rate"]), "rollouts": rollouts,
-            "successes": int(round(float(version["success_rate"]) * rollouts)), "eval_version": version["name"],
-            "train_version": trained_on,
+            "success_rate": float(version["success_rate"]), "rollouts": len(pairs),
+            "successes": sum(pairs.values()), "held_out": bool(rule.get("held_out", False)),
+            "eval_version": version["name"], "train_version": trained_on,
             "train_episodes": int(train["n_episodes"]) if train is not None else -1,
             "train_frames": int(train["n_frames"]) if train is not None else -1,
+            "fit_position_mm": _number(fit.get("position_error_mm")), "fit_jitter_mm": _number(fit.get("jitter_mm")),
+            "fit_ok": bool(fit.get("ok", True)),
         }
         for branch in (BRANCHES if parts["branch"] is None else (parts["branch"],)):
             records.append({**base, "branch": branch})
+            outcomes[(parts["run"], parts["seed"], parts["round"], branch)] = pairs
     rows = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
-    return rows.sort_values(["run", "round", "branch", "seed"], kind="stable").reset_index(drop=True)
+    return rows.sort_values(["run", "round", "branch", "seed"], kind="stable").reset_index(drop=True), outcomes
 
 
-def summarize_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (over seeds) of the success rate per run, round and branch."""
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _pooled(outcomes: dict[tuple, Outcomes], run: str, round_: int, branch: str, seeds: list[int]) -> Outcomes:
+    pooled: Outcomes = {}
+    for seed in seeds:
+        pooled.update(outcomes.get((run, seed, round_, branch), {}))
+    return pooled
+
+
+def summarize_rows(rows: pd.DataFrame, outcomes: dict[tuple, Outcomes]) -> pd.DataFrame:
+    """Per run, round and branch: pooled success rate, s.e., n, and paired differences vs round 0 / other branch."""
     records = []
     for (run, task, round_, branch), group in rows.groupby(["run", "task", "round", "branch"], sort=True):
+        seeds = [int(s) for s in group["seed"]]
+        mine = _pooled(outcomes, run, round_, branch, seeds)
+        n, wins = len(mine), sum(mine.values())
+        low, high = binomial_interval(wins, n)
+        vs_round0 = (compare_outcomes(_pooled(outcomes, run, 0, branch, seeds), mine) if round_ > 0
+                     else _empty())
+        other = BRANCHES[1 - BRANCHES.index(branch)] if branch in BRANCHES else None
+        vs_other = (compare_outcomes(_pooled(outcomes, run, round_, other, seeds), mine)
+                    if round_ > 0 and other is not None else _empty())
         rates = group["success_rate"].astype(float)
-        rollouts, successes = int(group["rollouts"].sum()), int(group["successes"].sum())
+        fits = group["fit_position_mm"].astype(float)
         records.append({
-            "run": run, "task": task, "round": int(round_), "branch": branch, "seeds": int(len(group)),
-            "success_rate_mean": float(rates.mean()),
+            "run": run, "task": task, "round": int(round_), "branch": branch,
+            "success_rate": wins / n if n else float("nan"), "stderr": binomial_stderr(wins, n), "n": n,
+            "ci_rate_low": low, "ci_rate_high": high,
+            "diff_vs_round0": vs_round0.diff, "ci_low": vs_round0.ci_low, "ci_high": vs_round0.ci_high,
+            "p_value": vs_round0.p_value,
+            "diff_vs_other": vs_other.diff if vs_other.n else float("nan"), "ci_low_vs_other": vs_other.ci_low,
+            "ci_high_vs_other": vs_other.ci_high, "p_value_vs_other": vs_other.p_value,
+            "seeds": len(group), "success_rate_mean": float(rates.mean()),
             "success_rate_std": float(rates.std(ddof=1)) if len(group) > 1 else float("nan"),
-            "stderr": binomial_stderr(successes, rollouts), "rollouts": rollouts,
             "per_seed": ", ".join(f"{s}: {r:.2f}" for s, r in zip(group["seed"], rates)),
+            "held_out": bool(group["held_out"].all()),
             "train_episodes": float(group["train_episodes"].mean()),
             "train_frames": float(group["train_frames"].mean()),
+            "fit_position_mm": float(fits.mean()) if fits.notna().any() else float("nan"),
+            "fit_jitter_mm": float(group["fit_jitter_mm"].astype(float).mean()) if fits.notna().any() else float("nan"),
+            "fit_ok": bool(group["fit_ok"].all()),
         })
     return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
 
 
+def _empty() -> PairedComparison:
+    nan = float("nan")
+    return PairedComparison(0, nan, nan, 0, 0, nan, nan, nan, nan, nan)
+
+
 def build_report(store: "Store", task: str | None = None, run: str | None = None) -> RunReport:
     """The report of every SIME run in the store (or one task / run)."""
-    rows = result_rows(store, task, run)
-    return RunReport(rows=rows, summary=summarize_rows(rows))
+    rows, outcomes = gather(store, task, run)
+    return RunReport(rows=rows, summary=summarize_rows(rows, outcomes))
 
 
+# ---------------------------------------------------------------------- files
 def plot_report(report: RunReport, path: Path) -> Path | None:
-    """Success rate vs round, both branches, mean ± std over seeds with per-seed points (PNG)."""
+    """Per run: success rate vs round with 95% intervals (left) and paired differences vs round 0 (right)."""
     try:
         import matplotlib
 
@@ -148,27 +262,47 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
     runs = report.runs
     if not runs:
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 4.2 * len(runs)), squeeze=False)
     colors = {"baseline": "#7f7f7f", "sime": "#1f77b4"}
-    for ax, run in zip(axes[0], runs):
+    labels = {"baseline": "baseline (no exploration)", "sime": "SIME (exploration)"}
+    for (rate_ax, diff_ax), run in zip(axes, runs):
         summary = report.summary[report.summary["run"] == run]
         rows = report.rows[report.rows["run"] == run]
         for branch in BRANCHES:
-            part = summary[summary["branch"] == branch]
-            label = "SIME (exploration)" if branch == "sime" else "baseline (no exploration)"
-            spread = part["success_rate_std"].where(part["seeds"] > 1, part["stderr"])  # one seed: binomial s.e.
-            ax.errorbar(part["round"], part["success_rate_mean"], yerr=spread.fillna(0.0),
-                        marker="o", capsize=4, color=colors[branch], label=label)
+            part = summary[summary["branch"] == branch].sort_values("round")
+            offset = 0.05 if branch == "sime" else -0.05
+            yerr = [(part["success_rate"] - part["ci_rate_low"]).clip(lower=0).fillna(0.0),
+                    (part["ci_rate_high"] - part["success_rate"]).clip(lower=0).fillna(0.0)]
+            rate_ax.errorbar(part["round"] + offset, part["success_rate"], yerr=yerr, marker="o", capsize=4,
+                             color=colors[branch], label=labels[branch])
             seeds = rows[rows["branch"] == branch]
-            offset = 0.04 if branch == "sime" else -0.04
-            ax.scatter(seeds["round"] + offset, seeds["success_rate"], color=colors[branch], alpha=0.35, s=14)
-        ax.set_title(f"{summary['task'].iloc[0]} / {run} ({int(summary['seeds'].max())} seed(s))", fontsize=10)
-        ax.set_xlabel("round")
-        ax.set_ylabel("success rate (no exploration)")
-        ax.set_xticks(sorted(summary["round"].unique()))
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+            if seeds["seed"].nunique() > 1:
+                rate_ax.scatter(seeds["round"] + offset, seeds["success_rate"], color=colors[branch], alpha=0.35, s=14)
+            later = part[part["round"] > 0]
+            diff_err = [(later["diff_vs_round0"] - later["ci_low"]).fillna(0.0),
+                        (later["ci_high"] - later["diff_vs_round0"]).fillna(0.0)]
+            diff_ax.errorbar(later["round"] + offset, later["diff_vs_round0"], yerr=diff_err, marker="s", capsize=4,
+                             color=colors[branch], label=labels[branch], linestyle="none")
+            for _, row in later.iterrows():
+                diff_ax.annotate(f"p={format_p(row['p_value'])}", (row["round"] + offset, row["ci_high"]),
+                                 textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7,
+                                 color=colors[branch])
+        held = "held-out states" if summary["held_out"].all() else "collection states"
+        n = int(summary["n"].max())
+        rate_ax.set_title(f"{summary['task'].iloc[0]} / {run}: success rate, 95% CI ({held}, n={n})", fontsize=9)
+        rate_ax.set_xlabel("round")
+        rate_ax.set_ylabel("success rate (no exploration)")
+        rate_ax.set_xticks(sorted(summary["round"].unique()))
+        rate_ax.set_ylim(-0.02, 1.02)
+        rate_ax.grid(True, alpha=0.3)
+        rate_ax.legend(fontsize=8, loc="lower right")
+        diff_ax.axhline(0.0, color="black", linewidth=0.8)
+        diff_ax.set_title("paired difference vs round 0, 95% CI (McNemar p)", fontsize=9)
+        diff_ax.set_xlabel("round")
+        diff_ax.set_ylabel("success rate - round 0")
+        rounds = sorted(r for r in summary["round"].unique() if r > 0)
+        diff_ax.set_xticks(rounds or [1])
+        diff_ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
 
 from .config import BRANCHES, PipelineConfig
 from .executors import LocalExecutor, make_executor
 from .names import Chain
 from .report import RunReport, build_report, write_report
-from .steps import (CurationPending, StepOutcome, check_run_settings, curation_step, ensure_demos, initial_states,
-                    rollout_step, select_step, train_step)
+from .steps import (CurationPending, RunStates, StepOutcome, check_held_out, check_run_settings, curation_step,
+                    ensure_demos, fit_step, initial_states, rollout_step, select_step, train_step, training_version)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -34,12 +33,25 @@ class RoundJob:
     seed: int
     branch: str
     round: int
-    states: tuple[np.ndarray, ...]
+    states: RunStates
     progress: bool = True
 
 
+def data_kinds(config: PipelineConfig, chain: Chain, round_: int) -> list[str]:
+    """Rollout sets round r collects for the next round: both branches' data after round 0, then the branch's own."""
+    if round_ >= config.rounds:
+        return []
+    kinds = []
+    if config.held_out and (round_ == 0 or chain.branch == "baseline"):
+        kinds.append("collect")   # without held-out states the eval rollouts are the baseline's data
+    if round_ == 0 or chain.branch == "sime":
+        kinds.append("explore")
+    return kinds
+
+
 def run_round(job: RoundJob) -> list[StepOutcome]:
-    """Round 0: train on the demos, evaluate, explore. Round r: select, train, evaluate (and explore if not last)."""
+    """Round 0: train on the demos, check the fit, evaluate, collect both branches' data. Round r: select, train,
+    check the fit, evaluate, and (if not the last round) collect this branch's data."""
     from sime_data import open_store
 
     store = open_store(job.store)
@@ -52,33 +64,48 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
             curation_step(store, config, chain, r)
         except CurationPending as pending:
             return [*done, StepOutcome("curate", str(pending), ran=False)]
+    if config.held_out:
+        check_held_out(store, training_version(store, config, chain, r), job.states)
     trained = train_step(store, config, chain, r, out, progress=job.progress)
     done.append(trained)
-    done.append(rollout_step(store, config, chain, r, "eval", trained.result, job.states, progress=job.progress))
-    explore_needed = r < config.rounds and (r == 0 or chain.branch == "sime")
-    if explore_needed:
-        done.append(rollout_step(store, config, chain, r, "explore", trained.result, job.states,
-                                 progress=job.progress))
+    fit = fit_step(config, chain, r, out)
+    for kind in ["eval", *data_kinds(config, chain, r)]:
+        done.append(rollout_step(store, config, chain, r, kind, trained.result, job.states, progress=job.progress,
+                                 fit=fit))
     return done
 
 
-def round_jobs(config: PipelineConfig, store: str, out: Path, round_: int, states: Sequence[np.ndarray],
+def round_jobs(config: PipelineConfig, store: str, out: Path, round_: int, states: RunStates,
                progress: bool) -> list[RoundJob]:
     """The independent jobs of one round: one per seed for round 0, one per seed and branch after."""
     branches = ("sime",) if round_ == 0 else BRANCHES
-    return [RoundJob(config, store, str(out), seed, branch, round_, tuple(states), progress)
-            for seed in config.seeds for branch in branches]
+    pairs = [(seed, branch) for seed in config.seeds for branch in branches]
+    # rollout processes are shared out between the jobs that run at the same time (parallel > 1), so the
+    # machine runs config.workers rollout processes whether one job runs or several
+    at_once = max(1, min(config.parallel, len(pairs)))
+    job_config = replace(config, workers=max(1, config.workers // at_once))
+    return [RoundJob(job_config, store, str(out), seed, branch, round_, states, progress) for seed, branch in pairs]
 
 
 def describe(config: PipelineConfig, store: "Store", out: Path, executor_description: str) -> str:
     """A few lines saying what the run will do."""
     rule = "success" if config.rule == "success" else f"{config.rule}_{config.threshold:g}"
+    if config.held_out:
+        score = (f"score on {config.eval_states} held-out states x {config.evaluation_trials} trials; data from "
+                 f"{config.init_states} collection states x {config.trials} trials without exploration (baseline) "
+                 "and with SIME exploration")
+    else:
+        score = (f"score and baseline data on the {config.init_states} collection states x {config.trials} trials "
+                 "(the reference's protocol: the score is measured on states whose successes are trained on); SIME "
+                 "data with exploration")
     return (f"SIME run {config.name!r}: {config.task}, round 0 on {config.base_version}, {config.rounds} round(s), "
             f"seeds {list(config.seeds)}\n"
-            f"  each round: train {config.experiment(config.seeds[0]).train.steps} steps ({config.preset}); "
-            f"{config.init_states} initial states x {config.trials} trials without exploration (score + baseline "
-            f"data) and with SIME exploration (noise {config.noise_scale:g}, tau {config.tau1:g}-{config.tau2:g}); "
+            f"  each round: train {config.budget_description()} ({config.preset}"
+            f"{', fine-tuning the previous round' if config.init_from == 'previous' else ', from scratch'}); "
+            f"{score} (noise {config.noise_scale:g} {config.noise_units}, tau {config.tau1:g}-{config.tau2:g}); "
             f"select {rule}\n"
+            f"  rollouts: {config.workers} process(es) x {config.envs} envs, {config.lanes} policy lanes, device "
+            f"{config.resolved_device}\n"
             f"  store {store.location}; checkpoints and report in {out}; jobs: {executor_description}")
 
 
@@ -98,7 +125,7 @@ def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *
     check_run_settings(store, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-    executor = make_executor(ray_address, cpus_per_job=float(config.workers))
+    executor = make_executor(ray_address, cpus_per_job=float(config.workers), parallel=config.parallel)
     try:
         print(describe(config, store, out, executor.description), flush=True)
         states = initial_states(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,12 +68,44 @@ def ensure_demos(store: "Store", config: PipelineConfig, progress: bool = True) 
     return name
 
 
-def initial_states(config: PipelineConfig) -> list[np.ndarray]:
-    """The run's initial states: the same K states for every seed, round and branch."""
-    from ..envs import SimEnv
+@dataclass(frozen=True)
+class RunStates:
+    """The run's initial states: collection states (data) and held-out evaluation states (the score)."""
+
+    collection: tuple[np.ndarray, ...]
+    evaluation: tuple[np.ndarray, ...]
+
+    def of(self, kind: str) -> tuple[np.ndarray, ...]:
+        """States a rollout kind runs from: 'eval' the evaluation states, 'collect'/'explore' the collection ones."""
+        return self.evaluation if kind == "eval" else self.collection
+
+
+def initial_states(config: PipelineConfig) -> RunStates:
+    """The run's states: the same for every seed, round and branch; evaluation states disjoint from collection ones."""
+    from ..envs import SimEnv, init_state_id
 
     with SimEnv(config.task) as env:
-        return env.sample_init_states(config.init_states, config.states_seed)
+        collection = env.sample_init_states(config.init_states, config.states_seed)
+        if not config.held_out:
+            return RunStates(tuple(collection), tuple(collection))
+        evaluation = env.sample_init_states(config.eval_states, config.eval_states_seed)
+    shared = {init_state_id(s) for s in collection} & {init_state_id(s) for s in evaluation}
+    if shared:
+        raise ValueError(f"{len(shared)} evaluation state(s) are also collection states: pick another eval_states_seed")
+    return RunStates(tuple(collection), tuple(evaluation))
+
+
+def check_held_out(store: "Store", version: str, states: RunStates) -> None:
+    """ValueError when a training episode of `version` starts from an evaluation state (the score would flatter)."""
+    from ..envs import init_state_id
+
+    evaluation = {init_state_id(s) for s in states.evaluation}
+    trained = set(store.episodes(version=version, columns=["episode_id", "init_state_id"])["init_state_id"].dropna())
+    overlap = evaluation & trained
+    if overlap:
+        raise ValueError(f"{len(overlap)} evaluation state(s) of this run are initial states of training episodes in "
+                         f"{version!r} (e.g. {sorted(overlap)[0]}): evaluate on held-out states (another "
+                         "--eval-states-seed)")
 
 
 # ---------------------------------------------------------------------- training
@@ -99,10 +131,16 @@ def curation_step(store: "Store", config: PipelineConfig, chain: Chain, round_: 
         f"{chain.curated_version(round_)!r} (or save it unchanged); then rerun this command")
 
 
+def previous_checkpoint(chain: Chain, round_: int, out: Path) -> Path:
+    """Final checkpoint of the round before r in this chain (round 0 is shared by both branches)."""
+    return chain.checkpoint_dir(out, round_ - 1) / "final.ckpt"
+
+
 def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, out: Path,
                progress: bool = True) -> StepOutcome:
     """Train round r's policy on its training version (resumes a partial run; skips a finished one)."""
     from ..checkpoint import checkpoint_info
+    from ..fit_report import read_fit_report
     from ..trainer import train
 
     version = training_version(store, config, chain, round_)
@@ -117,39 +155,88 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
                     "the --out directory belongs to another run; use a fresh --out or the original settings")
             break
     if final.is_file():
+        if read_fit_report(run_dir) is None and config.experiment(chain.seed).train.fit_report:
+            from ..checkpoint import load_policy
+            from ..fit_report import fit_report_of_episodes
+
+            policy = load_policy(final)
+            train_ids = checkpoint_info(final)["data"].get("train_episodes") or None
+            fit_report_of_episodes(policy, store, version, train_ids, seed=chain.seed).write(run_dir)
         return StepOutcome("train", str(final), ran=False)
     resume = run_dir if latest.is_file() else None
+    init_from = previous_checkpoint(chain, round_, out) if config.init_from == "previous" and round_ > 0 else None
     experiment = config.experiment(chain.seed)
-    _say(chain, round_, f"train {experiment.train.steps} steps on {version} "
-                        f"({store.version(version).n_episodes} episodes){' (resuming)' if resume else ''}")
-    result = train(store, version, experiment, run_dir, resume=resume, progress=progress)
+    _say(chain, round_, f"train on {version} ({store.version(version).n_episodes} episodes, "
+                        f"{store.version(version).n_frames} frames), budget {config.budget_description()}"
+                        f"{', fine-tuning round ' + str(round_ - 1) if init_from else ''}"
+                        f"{' (resuming)' if resume else ''}")
+    result = train(store, version, experiment, run_dir, resume=resume, progress=progress, device=config.resolved_device,
+                   init_from=init_from)
     assert result.final_checkpoint is not None
+    if result.budget is not None:
+        _say(chain, round_, f"trained {result.budget.describe()} in {result.wall_time_s:.0f} s, final loss "
+                            f"{result.final_train_loss:.4f}")
     return StepOutcome("train", str(result.final_checkpoint), ran=True)
+
+
+class PoorFitError(RuntimeError):
+    """A round's policy does not reproduce its own training data (fit gate 'stop')."""
+
+
+def fit_step(config: PipelineConfig, chain: Chain, round_: int, out: Path) -> dict[str, Any] | None:
+    """The round's fit report (printed; flagged before any rollout); PoorFitError when the gate is 'stop'."""
+    from ..fit_report import read_fit_report
+
+    report = read_fit_report(chain.checkpoint_dir(out, round_))
+    if report is None:
+        return None
+    _say(chain, round_, ("" if report.ok else "FLAG: ") + report.summary())
+    if not report.ok:
+        advice = ("train longer (--train-epochs / --min-train-steps), use a larger model, or check the data; "
+                  "its rollouts would be jittery and slow and could poison the next round's data")
+        if config.fit_gate == "stop":
+            raise PoorFitError(f"round {round_} policy of seed {chain.seed} ({chain.branch}) fits its training data "
+                               f"poorly ({'; '.join(report.problems)}): {advice}. Rerun with --fit-gate warn to "
+                               "collect anyway")
+        _say(chain, round_, f"FLAG: collecting anyway (--fit-gate warn); {advice}")
+    return report.to_dict()
 
 
 # ---------------------------------------------------------------------- rollouts
 def exploration_of(config: PipelineConfig) -> Exploration:
     """The SIME branch's collection exploration."""
     return Exploration("sime", noise_scale=config.noise_scale, image_noise_scale=config.image_noise_scale,
-                       tau1=config.tau1, tau2=config.tau2)
+                       tau1=config.tau1, tau2=config.tau2, noise_units=config.noise_units)
+
+
+ROLLOUT_KINDS = ("eval", "collect", "explore")
 
 
 def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str, checkpoint: str,
-                 states: Sequence[np.ndarray], progress: bool = True) -> StepOutcome:
-    """Roll round r's policy out from the run's states: 'eval' without exploration, 'explore' with SIME."""
+                 states: RunStates, progress: bool = True, fit: dict[str, Any] | None = None) -> StepOutcome:
+    """Roll round r's policy out: 'eval' (held-out states, no exploration), 'collect' (collection states, no
+    exploration) or 'explore' (collection states, SIME exploration)."""
     from ..rollout import collect_rollouts
 
-    name = chain.eval_version(round_) if kind == "eval" else chain.explore_version(round_)
+    if kind not in ROLLOUT_KINDS:
+        raise ValueError(f"unknown rollout kind {kind!r}; one of {ROLLOUT_KINDS}")
+    name = {"eval": chain.eval_version, "collect": chain.collect_version, "explore": chain.explore_version}[kind](round_)
     if store.has_version(name):
         return StepOutcome(kind, name, ran=False)
-    exploration = NO_EXPLORATION if kind == "eval" else exploration_of(config)
-    _say(chain, round_, f"{kind}: {config.init_states} states x {config.trials} trials"
-                        f"{'' if kind == 'eval' else f', sime noise {config.noise_scale:g}'} -> {name}")
-    result = collect_rollouts(store, checkpoint, task=config.task, init_states=list(states), trials=config.trials,
+    exploration = exploration_of(config) if kind == "explore" else NO_EXPLORATION
+    trials = config.evaluation_trials if kind == "eval" and config.held_out else config.trials
+    chosen = states.of(kind)
+    where = "held-out evaluation states" if kind == "eval" and config.held_out else "collection states"
+    noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else ""
+    _say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
+    result = collect_rollouts(store, checkpoint, task=config.task, init_states=list(chosen), trials=trials,
                               exploration=exploration, seed=chain.seed, workers=config.workers, round=round_,
                               branch=None if round_ == 0 else chain.branch, version=name, max_steps=config.max_steps,
-                              progress=progress)
-    _say(chain, round_, f"{kind}: success rate {result.success_rate:.3f} ± {result.stderr:.3f}")
+                              progress=progress, envs=config.envs, lanes=config.lanes, device=config.resolved_device,
+                              extra_rule={"pipeline_kind": kind, "held_out": bool(kind == "eval" and config.held_out),
+                                          "fit": fit})
+    _say(chain, round_, f"{kind}: success rate {result.success_rate:.3f} ± {result.stderr:.3f} "
+                        f"({len(result.episode_ids)} episodes)")
     return StepOutcome(kind, name, ran=True)
 
 
@@ -157,7 +244,7 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
 def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int) -> StepOutcome:
     """Training version of round r + 1 = round r's training version + the selection from round r's data."""
     name = chain.train_version(round_ + 1, config.base_version)
-    source = chain.data_version(round_)
+    source = chain.data_version(round_, config.held_out)
     base = training_version(store, config, chain, round_)
     if store.has_version(name):
         rule = store.version(name).rule or {}

@@ -1,8 +1,9 @@
 """Policy benchmark: training steps/s and DDIM latency per action chunk, with and without exploration.
 
 Run: python tests/benchmarks/bench_policy.py [--quick] [--out DIR]
-Targets (issue 3): state-based UNet CPU preset <= 50 ms per chunk with 10 DDIM steps on 2 threads;
-exploration adds < 5 % latency.
+Targets (issue 3): state-based UNet CPU preset <= 50 ms per chunk with 10 DDIM steps; exploration adds
+< 5 % latency. One torch thread by default (`--threads N` to compare): on this shared 2-core machine two
+threads ran about 10x slower than one whenever another process used a core.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def latency_seconds(policy: DiffusionPolicy, steps: int, exploration: Exploratio
     return plain, explored
 
 
-def run(quick: bool) -> list[Row]:
-    """Measure every figure; returns the table rows."""
-    torch.set_num_threads(2)
+def run(quick: bool, threads: int = 1) -> list[Row]:
+    """Measure every figure with `threads` torch threads; returns the table rows."""
+    torch.set_num_threads(threads)
     repeat = 5 if quick else 15
     rows: list[Row] = []
     explore = Exploration("sime", noise_scale=0.1)
@@ -120,10 +121,12 @@ def test_policy_benchmark_smoke():
 
 def main() -> None:
     """Command-line entry: run, print the table, write CSV and PNG."""
-    args = bench_arg_parser(__doc__.splitlines()[0]).parse_args()
+    parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args()
     out = output_dir(args.out, prefix="sime-bench-policy-")
-    rows = run(args.quick)
-    paths = report(rows, out, "policy_bench", "SIME policy benchmarks (2 threads)")
+    rows = run(args.quick, args.threads)
+    paths = report(rows, out, "policy_bench", f"SIME policy benchmarks ({args.threads} torch thread(s))")
     figure = new_figure(1, width_per_panel=9)
     if figure is not None:
         fig, axes = figure

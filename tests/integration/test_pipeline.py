@@ -18,7 +18,8 @@ from sime_policy.pipeline import PipelineConfig, build_report, run_pipeline
 from sime_policy.pipeline.names import Chain
 
 TINY = PipelineConfig(name="tiny", task="lift", demos=5, rounds=1, seeds=(7,), train_steps=8, noise_scale=0.5,
-                      threshold=1.01, init_states=2, trials=2, max_steps=24, workers=1, record_demos=True)
+                      threshold=1.01, init_states=2, trials=2, eval_states=3, eval_trials=1, max_steps=24, workers=1,
+                      envs=3, record_demos=True)
 
 
 def _cli(store: Path, out: Path, config: PipelineConfig, *extra: str) -> list[str]:
@@ -27,7 +28,8 @@ def _cli(store: Path, out: Path, config: PipelineConfig, *extra: str) -> list[st
             "--rounds", str(config.rounds), "--seeds", *map(str, config.seeds), "--steps", str(config.train_steps),
             "--noise-scale", str(config.noise_scale), "--threshold", str(config.threshold),
             "--init-states", str(config.init_states), "--trials", str(config.trials),
-            "--max-steps", str(config.max_steps), "--no-progress", *extra]
+            "--eval-states", str(config.eval_states), "--eval-trials", str(config.eval_trials), "--envs",
+            str(config.envs), "--max-steps", str(config.max_steps), "--no-progress", *extra]
 
 
 def _wait_for_version(store_path: Path, name: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -44,19 +46,28 @@ def _wait_for_version(store_path: Path, name: str, proc: subprocess.Popen, timeo
 def _check_run(store: sime_data.Store, config: PipelineConfig, out: Path) -> None:
     """Every version and lineage link of a finished run, and its report files."""
     n_rollouts = config.init_states * config.trials
+    n_eval = config.eval_states * config.eval_trials
+    demo_states = set(store.episodes(version=config.base_version)["init_state_id"])
     for seed in config.seeds:
         base, sime, baseline = config.base_version, Chain("lift", config.name, seed, "sime"), \
             Chain("lift", config.name, seed, "baseline")
         r0_eval, r0_explore = store.version(sime.eval_version(0)), store.version(sime.explore_version(0))
-        assert r0_eval.n_episodes == r0_explore.n_episodes == n_rollouts
+        r0_collect = store.version(sime.collect_version(0))
+        assert r0_explore.n_episodes == r0_collect.n_episodes == n_rollouts and r0_eval.n_episodes == n_eval
         assert r0_eval.rule["trained_on"] == base and r0_eval.rule["exploration"]["explore_mode"] == "none"
+        assert r0_collect.rule["exploration"]["explore_mode"] == "none" and r0_eval.rule["held_out"] is True
         assert r0_explore.rule["exploration"]["explore_mode"] == "sime"
         assert r0_explore.rule["exploration"]["noise_scale"] == config.noise_scale
-        assert r0_eval.rule["init_state_ids"] == r0_explore.rule["init_state_ids"]   # same states for both
+        assert r0_explore.rule["exploration"]["noise_units"] == "raw"
+        assert r0_collect.rule["init_state_ids"] == r0_explore.rule["init_state_ids"]   # same states for both data
+        held_out = set(r0_eval.rule["init_state_ids"])
+        assert len(held_out) == config.eval_states
+        assert held_out.isdisjoint(r0_explore.rule["init_state_ids"]) and held_out.isdisjoint(demo_states)
+        assert r0_eval.rule["fit"]["version"] == base and "position_error_mm" in r0_eval.rule["fit"]
         rows = store.episodes(version=r0_explore.name)
         assert set(rows["explore_mode"]) == {"sime"} and set(rows["round"]) == {0}
 
-        for chain, source in ((sime, r0_explore), (baseline, r0_eval)):
+        for chain, source in ((sime, r0_explore), (baseline, r0_collect)):
             train1 = store.version(chain.train_version(1, base))
             assert train1.parents == [base, source.name]
             assert train1.rule["source"] == source.name and train1.rule["base"] == base
@@ -64,16 +75,21 @@ def _check_run(store: sime_data.Store, config: PipelineConfig, out: Path) -> Non
             successes = set(store.episodes(version=source.name).query("success")["episode_id"])
             assert set(train1.episode_ids) == set(store.version(base).episode_ids) | successes  # 1.01 keeps all
             eval1 = store.version(chain.eval_version(1))
-            assert eval1.rule["trained_on"] == train1.name and eval1.n_episodes == n_rollouts
+            assert eval1.rule["trained_on"] == train1.name and eval1.n_episodes == n_eval
+            assert eval1.rule["init_state_ids"] == r0_eval.rule["init_state_ids"]    # the same evaluation pairs
+            assert held_out.isdisjoint(store.episodes(version=train1.name)["init_state_id"].dropna())
+            assert (chain.checkpoint_dir(out, 1) / "fit.json").is_file()
             assert set(store.episodes(version=eval1.name)["branch"]) == {chain.branch}
             assert (chain.checkpoint_dir(out, 1) / "final.ckpt").is_file()
         assert not store.has_version(sime.explore_version(1))      # the last round explores no more
+        assert not store.has_version(baseline.collect_version(1))
     for name in ("report.md", "summary.csv", "results.csv", "success_rate.png", "run.json"):
         assert (out / name).is_file(), name
     summary = build_report(store, run=config.name).summary
     assert sorted(zip(summary["round"], summary["branch"])) == [(0, "baseline"), (0, "sime"), (1, "baseline"),
                                                                  (1, "sime")]
-    assert (summary["seeds"] == len(config.seeds)).all()
+    assert (summary["seeds"] == len(config.seeds)).all() and summary["held_out"].all()
+    assert (summary["n"] == n_eval * len(config.seeds)).all()
 
 
 def test_pipeline_end_to_end_resumes_after_interrupt(tmp_path: Path) -> None:
@@ -98,7 +114,8 @@ def test_pipeline_end_to_end_resumes_after_interrupt(tmp_path: Path) -> None:
     assert round0.stat().st_mtime_ns == trained_at                      # round 0 was not trained again
     after = store.episodes()
     assert before <= set(after["episode_id"])
-    assert len(after.query("source == 'rollout'")) == 4 * TINY.init_states * TINY.trials   # nothing collected twice
+    rollouts = 2 * TINY.init_states * TINY.trials + 3 * TINY.eval_states * TINY.eval_trials
+    assert len(after.query("source == 'rollout'")) == rollouts                     # nothing collected twice
     assert not report.summary.empty
 
     # a third run finds every step done and changes nothing
@@ -154,7 +171,8 @@ def test_pipeline_on_a_local_ray_cluster(tmp_path: Path) -> None:
 def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
     store_path, out = tmp_path / "store", tmp_path / "out"
     config = TINY.with_updates(name="cur", curate=True, init_states=1, trials=2)
-    first = subprocess.run(_cli(store_path, out, config, "--curate"), capture_output=True, text=True, timeout=600)
+    first = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2"), capture_output=True,
+                           text=True, timeout=600)
     assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
     sime, baseline = Chain("lift", "cur", 7, "sime"), Chain("lift", "cur", 7, "baseline")
     assert "sime-app" in first.stdout and sime.curated_version(1) in first.stdout
@@ -165,10 +183,24 @@ def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
         selection = store.version(chain.train_version(1, "lift/core_5"))
         first_demo = selection.episode_ids[0]
         store.create_version_from_trims(chain.curated_version(1), selection.name, {first_demo: [(2, 20)]})
-    second = subprocess.run(_cli(store_path, out, config, "--curate"), capture_output=True, text=True, timeout=600)
+    second = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2"), capture_output=True,
+                            text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     from sime_policy.checkpoint import checkpoint_info
 
     info = checkpoint_info(sime.checkpoint_dir(out, 1) / "final.ckpt")
     assert info["data"]["version"] == sime.curated_version(1)
     assert store.version(sime.eval_version(1)).rule["trained_on"] == sime.curated_version(1)
+
+
+def test_fit_gate_stops_a_poorly_fitted_round_before_its_rollouts(tmp_path: Path) -> None:
+    store_path, out = tmp_path / "store", tmp_path / "out"
+    config = TINY.with_updates(name="gate", train_steps=2)
+    result = subprocess.run(_cli(store_path, out, config, "--fit-gate", "stop"), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "FLAG: open-loop fit" in result.stdout and "POOR FIT" in result.stdout
+    assert "stopped before collecting" in result.stderr and "--fit-gate warn" in result.stderr
+    store = sime_data.open_store(store_path)
+    assert not store.has_version(Chain("lift", "gate", 7, "sime").eval_version(0))    # nothing rolled out
+    assert store.episodes(where="source = 'rollout'").empty

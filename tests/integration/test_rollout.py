@@ -51,8 +51,9 @@ def _collect(store: sime_data.Store, ckpt: Path, **kwargs) -> rollout_module.Rol
 
 @pytest.fixture(scope="module")
 def collected(trained) -> rollout_module.RolloutResult:
+    """The collection run one env at a time (the reference every batched run must reproduce)."""
     store, ckpt, _ = trained
-    return _collect(store, ckpt)
+    return _collect(store, ckpt, envs=1)
 
 
 def _rows(store: sime_data.Store, result: rollout_module.RolloutResult) -> pd.DataFrame:
@@ -129,19 +130,19 @@ def test_rerun_with_same_arguments_adds_nothing(trained, collected) -> None:
 
 def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -> None:
     store, ckpt, _ = trained
-    real = rollout_module.run_episode
+    real = rollout_module._Slot.start
     calls = {"n": 0}
 
-    def interrupted(*args, **kwargs):
+    def interrupted(self, item):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt  # Ctrl-C during the third episode
-        return real(*args, **kwargs)
+            raise KeyboardInterrupt  # Ctrl-C as the third episode starts
+        return real(self, item)
 
-    monkeypatch.setattr(rollout_module, "run_episode", interrupted)
+    monkeypatch.setattr(rollout_module._Slot, "start", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _collect(store, ckpt, seed=7)
-    monkeypatch.setattr(rollout_module, "run_episode", real)
+        _collect(store, ckpt, seed=7, envs=1)
+    monkeypatch.setattr(rollout_module._Slot, "start", real)
     partial = store.episodes(where="source = 'rollout' AND seed IS NOT NULL AND meta->>'collection_seed' = '7'")
     assert len(partial) == 2  # the two finished episodes are kept; the in-flight one is lost
     name = f"lift/rollouts/{trained[2]}/sime/seed7"
@@ -153,22 +154,26 @@ def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -
     assert len(pairs) == K * N
 
 
-def test_two_workers_write_two_segments_with_identical_episodes(trained, collected, tmp_path) -> None:
+@pytest.mark.parametrize("workers, envs", [(1, 4), (1, 16), (2, 2)])
+def test_batched_and_parallel_runs_give_bit_identical_episodes(trained, collected, tmp_path, workers, envs) -> None:
+    """Same (state, trial, seed): the same episode whatever the number of envs per process and of processes."""
     store, ckpt, _ = trained
     other = sime_data.init_store(tmp_path / "other")
-    parallel = _collect(other, ckpt, workers=2)
+    parallel = _collect(other, ckpt, workers=workers, envs=envs)
     assert parallel.collection == collected.collection and parallel.version == collected.version
     rows = _rows(other, parallel)
-    assert rows["segment"].nunique() == 2
+    assert rows["segment"].nunique() == workers
     single = _rows(store, collected)
     assert set(zip(rows["init_state_id"], rows["trial"])) == set(zip(single["init_state_id"], single["trial"]))
     # the same (state, trial) gives the same episode whichever process ran it
     by_pair = {(r.init_state_id, r.trial): eid for eid, r in single.iterrows()}
     for episode_id, row in rows.iterrows():
-        mine = other.read_episode(episode_id, keys=["actions", "obs/object"])
-        theirs = store.read_episode(by_pair[(row["init_state_id"], row["trial"])], keys=["actions", "obs/object"])
-        np.testing.assert_array_equal(mine["actions"], theirs["actions"])
-        np.testing.assert_array_equal(mine["obs/object"], theirs["obs/object"])
+        keys = ["actions", "obs/object", "states", "rewards", "dones"]
+        mine = other.read_episode(episode_id, keys=keys)
+        theirs = store.read_episode(by_pair[(row["init_state_id"], row["trial"])], keys=keys)
+        for key in keys:
+            assert mine[key].tobytes() == theirs[key].tobytes(), key
+        assert row["success"] == single.loc[by_pair[(row["init_state_id"], row["trial"])], "success"]
     assert other.version(parallel.version).parents == []  # the training version is not in this store
 
 

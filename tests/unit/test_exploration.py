@@ -70,13 +70,42 @@ def test_policy_applies_the_schedule_at_each_ddim_step():
     obs = observations(batch=512)
     clean = policy.encode(obs).detach()
     conds, _, handles = capture_conditions(policy)
-    policy.predict(obs, Exploration("sime", noise_scale=0.5), seed=3)
+    policy.predict(obs, Exploration("sime", noise_scale=0.5, noise_units="normalized"), seed=3)
     handles.remove()
     assert len(conds) == 20
     stds = [float((c - clean).std()) for c in conds]
     assert stds[0] == pytest.approx(0.025, rel=0.1)  # 0.05 * s at the first step
     assert stds[-1] == pytest.approx(0.5, rel=0.1)  # 1.0 * s at the last
     assert all(a < b for a, b in zip(stds, stds[1:]))
+
+
+def test_raw_unit_noise_is_converted_through_the_normaliser():
+    """noise_units='raw' (the default, as the reference): s in observation units = s * 2 / span in the condition."""
+    torch.manual_seed(0)
+    specs = {"obs/pos": ObsSpec((3,), "<f4")}
+    config = PolicyConfig(obs_keys=("obs/pos",), horizon=8, n_obs_steps=2, n_action_steps=4, down_dims=(16, 32),
+                          diffusion_step_embed_dim=16, num_inference_steps=20)
+    spans = np.array([0.2, 2.0, 0.02])   # metres: 0.2 m, 2 m and a 2 cm range
+    normalizer = Normalizer({"actions": {"min": np.array([-1.0, 0.0]), "max": np.array([1.0, 2.0])},
+                             "obs/pos": {"min": np.zeros(3), "max": spans}})
+    policy = DiffusionPolicy(config, 2, specs, normalizer).eval()
+    obs = {"obs/pos": np.random.default_rng(1).random((4096, 2, 3)).astype(np.float32) * spans.astype(np.float32)}
+    clean = policy.encode(obs).detach()
+    assert Exploration("sime", noise_scale=0.01).noise_units == "raw"
+    conds, _, handles = capture_conditions(policy)
+    policy.predict(obs, Exploration("sime", noise_scale=0.01), seed=3)
+    handles.remove()
+    last = (conds[-1] - clean).reshape(-1, 2, 3)  # (batch, obs step, dim): the last step has the full scale s
+    expected = 0.01 * 2.0 / spans
+    np.testing.assert_allclose(last.std(dim=(0, 1)).numpy(), expected, rtol=0.05)
+    # the same Exploration in normalised units ignores the spans
+    conds, _, handles = capture_conditions(policy)
+    policy.predict(obs, Exploration("sime", noise_scale=0.01, noise_units="normalized"), seed=3)
+    handles.remove()
+    np.testing.assert_allclose((conds[-1] - clean).std().item(), 0.01, rtol=0.05)
+    assert Exploration("sime", noise_scale=0.01).as_metadata()["noise_units"] == "raw"
+    with pytest.raises(ValueError, match="noise units"):
+        Exploration("sime", noise_scale=0.01, noise_units="metres")
 
 
 def test_noise_is_fresh_per_step_and_per_call():
@@ -130,7 +159,7 @@ def test_separate_image_noise_scale():
     mask = policy.obs_encoder.image_feature_mask
     assert mask.any() and (~mask).any()
     conds, _, handles = capture_conditions(policy)
-    policy.predict(obs, Exploration("sime", noise_scale=0.2, image_noise_scale=0.0), seed=1)
+    policy.predict(obs, Exploration("sime", noise_scale=0.2, image_noise_scale=0.0, noise_units="normalized"), seed=1)
     handles.remove()
     last = conds[-1] - clean
     assert float(last[:, mask].abs().max()) == 0.0

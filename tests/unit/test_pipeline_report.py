@@ -51,8 +51,18 @@ def test_report_summarises_seeds_rounds_and_branches(store: sime_data.Store, tmp
     assert report.value("exp", 1, "baseline") == pytest.approx(0.4375)
     assert report.value("exp", 1, "sime") == pytest.approx(0.6875)
     row = report.summary[(report.summary["round"] == 1) & (report.summary["branch"] == "sime")].iloc[0]
-    assert row["seeds"] == 2
+    assert row["seeds"] == 2 and row["n"] == 16
     assert row["success_rate_std"] == pytest.approx(np.std([0.625, 0.75], ddof=1))
+    # paired on (seed, state, trial): SIME round 1 wins 3 + 2 pairs round 0 lost, loses none
+    assert row["diff_vs_round0"] == pytest.approx(5 / 16)
+    assert row["p_value"] == pytest.approx(2 / 2 ** 5)                   # exact McNemar, 5 vs 0
+    se = np.sqrt(5 - 25 / 16) / 16
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((5 / 16 - 1.959964 * se, 5 / 16 + 1.959964 * se), abs=1e-5)
+    assert row["diff_vs_other"] == pytest.approx(4 / 16) and row["p_value_vs_other"] == pytest.approx(2 / 2 ** 4)
+    round0 = report.summary[report.summary["round"] == 0].iloc[0]
+    assert np.isnan(round0["diff_vs_round0"]) and round0["n"] == 16
+    for column in ("round", "branch", "success_rate", "stderr", "n", "diff_vs_round0", "ci_low", "ci_high", "p_value"):
+        assert column in report.summary.columns
     assert row["train_episodes"] == pytest.approx((7 + 8) / 2)        # 5 demos + seed + 1 selected
     base_row = report.summary[(report.summary["round"] == 1) & (report.summary["branch"] == "baseline")].iloc[0]
     assert base_row["train_episodes"] == 6
@@ -64,7 +74,9 @@ def test_report_summarises_seeds_rounds_and_branches(store: sime_data.Store, tmp
     assert pd.read_csv(files["summary"])["success_rate_mean"].round(4).tolist() == \
         report.summary["success_rate_mean"].round(4).tolist()
     text = files["markdown"].read_text()
-    assert "| 1 | sime | 0.688 ± 0.088 | 0.116 | 2 | 16 |" in text
+    assert "| 1 | sime | 0.688 | 0.116 | 16 | +0.312 [+0.085, +0.540] | 0.0625 | +0.250 [+0.038, +0.462] | 0.125 |" in text
+    assert "not held out" in text                                      # these evaluations were on collection states
+    assert "round 1 sime is better than round 0 by +0.312" in text and "not significant at 0.05" in text
 
     # `sime report` rebuilds the same from the store alone
     assert sime_main(["report", "--store", store.location, "--out", str(tmp_path / "again")]) == 0
@@ -96,6 +108,17 @@ def test_rollout_names_round_trip() -> None:
     ({"rule": "best"}, "unknown selection rule"),
     ({"name": "a/b"}, "must not contain"),
     ({"trials": 0}, "trials must be a positive integer"),
+    ({"trials": 2, "threshold": 0.5}, "can never keep a rollout"),
+    ({"eval_states": -1}, "eval_states must be an integer >= 0"),
+    ({"eval_trials": 0}, "eval_trials must be a positive integer"),
+    ({"eval_states_seed": 100_000}, "eval_states_seed must differ"),
+    ({"train_steps": 10, "train_epochs": 5.0}, "not both"),
+    ({"train_epochs": -2.0}, "train_epochs must be positive"),
+    ({"init_from": "last"}, "init_from must be one of"),
+    ({"fit_gate": "maybe"}, "fit_gate must be one of"),
+    ({"noise_units": "metres"}, "noise_units must be one of"),
+    ({"envs": 0}, "envs must be a positive integer"),
+    ({"device": "cuda"}, "CUDA is not available"),
 ])
 def test_bad_settings_are_refused(updates: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -123,7 +146,41 @@ def test_cli_refuses_bad_input_with_the_fix(store: sime_data.Store, tmp_path, ca
     assert store.versions().empty
 
 
+def test_presets_follow_the_papers_protocol_and_budget_flags_replace_each_other(capsys) -> None:
+    paper = get_pipeline_preset("paper-lift").validate()
+    assert (paper.task, paper.demos, paper.init_states, paper.trials, paper.threshold) == ("lift", 10, 100, 5, 0.5)
+    assert paper.seeds == (233, 2333, 23333, 233333) and paper.noise_scale == 0.01 and paper.noise_units == "raw"
+    assert paper.max_steps == 400 and paper.preset == "lift_lowdim_ref" and paper.held_out
+    assert get_pipeline_preset("paper-can").base_version == "can/core_20"
+    assert get_pipeline_preset("paper-can-multi").rounds == 5
+    quick = get_pipeline_preset("quick").validate()
+    assert quick.held_out and quick.train_epochs is not None and quick.train_steps is None
+    assert sime_main(["run", "--preset", "quick", "--steps", "123", "--print-config"]) == 0
+    fixed = capsys.readouterr().out
+    assert '"train_steps": 123' in fixed and '"train_epochs": null' in fixed
+
+
 def test_print_config_applies_flags_over_preset(capsys) -> None:
-    assert sime_main(["run", "--preset", "quick", "--seeds", "1", "2", "--threshold", "0.3", "--print-config"]) == 0
+    assert sime_main(["run", "--preset", "quick", "--seeds", "1", "2", "--threshold", "0.4", "--print-config"]) == 0
     printed = capsys.readouterr().out
-    assert '"seeds": [\n    1,\n    2\n  ]' in printed and '"threshold": 0.3' in printed and '"name": "quick"' in printed
+    assert '"seeds": [\n    1,\n    2\n  ]' in printed and '"threshold": 0.4' in printed and '"name": "quick"' in printed
+
+
+def test_a_run_refuses_to_score_on_states_its_training_data_started_from(store: sime_data.Store) -> None:
+    from sime_policy.envs.wrapper import init_state_id
+    from sime_policy.pipeline.steps import RunStates, check_held_out
+
+    collection = (np.arange(5.0), np.arange(5.0) + 1)
+    evaluation = (np.arange(5.0) + 10, np.arange(5.0) + 11)
+    with store.writer(source="demo", task="lift") as writer:
+        for state in (collection[0], evaluation[1]):         # the second demo starts from an evaluation state
+            writer.add_step(obs={"x": np.zeros(2, np.float32)}, action=np.zeros(3))
+            writer.finish(success=True, init_state_id=init_state_id(state))
+    ids = store.episodes()["episode_id"].tolist()
+    store.create_version("lift/clean", ids[:1])
+    store.create_version("lift/leaky", ids)
+    states = RunStates(collection, evaluation)
+    check_held_out(store, "lift/clean", states)                # nothing shared: fine
+    with pytest.raises(ValueError, match="evaluation state.*initial states of training episodes in 'lift/leaky'"):
+        check_held_out(store, "lift/leaky", states)
+    assert states.of("eval") == evaluation and states.of("explore") == states.of("collect") == collection

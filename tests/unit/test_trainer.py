@@ -146,8 +146,8 @@ def test_train_writes_checkpoints_logs_and_plot(toy_store, tmp_path):
     result = train(toy_store, "v1", config, out, progress=False)
     assert result.step == 40 and result.final_checkpoint == out / "final.ckpt"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["final.ckpt", "latest.ckpt", "loss_curves.png", "losses.csv", "losses.json", "step_0000020.ckpt",
-                     "step_0000040.ckpt", "train.log"]  # no temp files left behind
+    assert names == ["final.ckpt", "fit.json", "latest.ckpt", "loss_curves.png", "losses.csv", "losses.json",
+                     "step_0000020.ckpt", "step_0000040.ckpt", "train.log"]  # no temp files left behind
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader((out / "losses.csv").open()))
     assert len(rows) == 40 and [r["val_loss"] != "" for r in rows].count(True) == 4
