@@ -621,8 +621,8 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
             bar = _Progress(n_pairs, done, f"{spec.name} rollouts", progress)
             local = workers == 1 or len(job.items) <= 1
             if job.items and local:
-                with _torch_threads(torch_threads), job.open_envs(first=env) as envs:
-                    run_items(store, envs, handle.policy, job, bar)
+                with _torch_threads(torch_threads), job.open_envs(first=env) as sims:
+                    run_items(store, sims, handle.policy, job, bar)
         if job.items and not local:
             run_workers(_split(job, handle, workers), bar)
     finally:

@@ -248,7 +248,7 @@ def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: in
     base = training_version(store, config, chain, round_)
     if store.has_version(name):
         rule = store.version(name).rule or {}
-        if rule.get("source") != source or rule.get("base") != base or rule.get("pipeline") != config.identity():
+        if rule.get("source") != source or rule.get("base") != base or config.identity_changes(rule.get("pipeline") or {}):
             raise PipelineStateError(
                 f"version {name!r} already exists with other settings (rule {rule.get('rule')}, source "
                 f"{rule.get('source')!r}); versions are immutable: run with another --name")
@@ -265,8 +265,8 @@ def check_run_settings(store: "Store", config: PipelineConfig) -> None:
     names = store.sql(f"SELECT name, rule FROM versions WHERE starts_with(name, '{prefix}')")
     for _, row in names.iterrows():
         saved = rule_dict(row["rule"]).get("pipeline")
-        if saved is not None and saved != config.identity():
-            changed = sorted(k for k in set(saved) | set(config.identity()) if saved.get(k) != config.identity().get(k))
+        changed = config.identity_changes(saved) if saved is not None else []
+        if changed:
             raise PipelineStateError(
                 f"run {config.name!r} in {store.location} was made with other settings ({', '.join(changed)} differ); "
                 "rerun with the original settings to resume it, or pass another --name for a new run")

@@ -85,6 +85,7 @@ def test_episodes_are_stored_with_metadata(trained, collected) -> None:
     version = store.version(collected.version)
     assert version.parents == ["lift/demos"]
     assert version.rule["trials"] == N and version.rule["init_states"] == K and version.rule["horizon"] == MAX_STEPS
+    assert version.rule["envs"] == 1 and version.rule["workers"] == 1
     assert version.rule["exploration"]["explore_mode"] == "sime" and version.rule["collection"] == collected.collection
     assert sorted(version.episode_ids) == sorted(collected.episode_ids)
     sql = store.sql(f"SELECT count(*) AS n FROM episodes WHERE meta->>'collection' = '{collected.collection}'")

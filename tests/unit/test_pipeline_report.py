@@ -184,3 +184,10 @@ def test_a_run_refuses_to_score_on_states_its_training_data_started_from(store: 
     with pytest.raises(ValueError, match="evaluation state.*initial states of training episodes in 'lift/leaky'"):
         check_held_out(store, "lift/leaky", states)
     assert states.of("eval") == evaluation and states.of("explore") == states.of("collect") == collection
+
+
+def test_more_rounds_extend_a_run_while_other_settings_start_a_new_one() -> None:
+    quick = get_pipeline_preset("quick")
+    assert quick.with_updates(rounds=3).identity() == quick.identity()
+    assert quick.with_updates(threshold=0.3).identity() != quick.identity()
+    assert quick.with_updates(eval_states=7).identity() != quick.identity()
