@@ -320,7 +320,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                    "branch's previous training version (no copying), retrain, evaluate. Rerunning the "
                                    "same command resumes after the last completed step.")
     p.add_argument("--preset", choices=sorted(PIPELINE_PRESETS), default=None,
-                   help="named settings (quick: about 20 min on a 2-core CPU; lift: 2 seeds, fuller); flags below override it")
+                   help="named settings (quick: about 30 min on a 2-core CPU; lift: 2 seeds, fuller); flags below override it")
     p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
                    help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
     p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")

@@ -302,6 +302,8 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
         diff_ax.set_ylabel("success rate - round 0")
         rounds = sorted(r for r in summary["round"].unique() if r > 0)
         diff_ax.set_xticks(rounds or [1])
+        diff_ax.set_xlim(min(rounds or [1]) - 0.5, max(rounds or [1]) + 0.5)  # room for the p-value labels
+        diff_ax.margins(y=0.15)
         diff_ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,10 +27,17 @@ def cli_store(tmp_path_factory: pytest.TempPathFactory) -> sime_data.Store:
     return store
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the test run itself was started in the background
+    (a non-interactive shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _sql_process(store: sime_data.Store, *args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sime_data.cli", "-v", "sql", "--store", store.location, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                            env=dict(os.environ, PYTHONPATH=str(Path(sime_data.__file__).parents[1])))
+                            env=dict(os.environ, PYTHONPATH=str(Path(sime_data.__file__).parents[1])),
+                            preexec_fn=_default_sigint if os.name == "posix" else None)
 
 
 def test_every_hostile_statement_is_refused_by_the_cli(cli_store, tmp_path, monkeypatch, capsys):

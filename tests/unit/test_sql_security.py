@@ -129,7 +129,10 @@ def test_a_runaway_query_does_not_block_other_readers(rollouts):
 def test_ctrl_c_in_the_calling_thread_stops_the_query(rollouts):
     """A KeyboardInterrupt (what Ctrl-C raises) while waiting interrupts DuckDB and propagates at once."""
     import _thread
+    import signal
 
+    # as in a terminal, even when the test run was started in the background with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     start = time.monotonic()
     timer.start()
@@ -138,5 +141,6 @@ def test_ctrl_c_in_the_calling_thread_stops_the_query(rollouts):
             rollouts.sql(RUNAWAY, timeout_s=60)
     finally:
         timer.cancel()  # never let a late interrupt hit the test run itself
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 10
     assert rollouts.sql("SELECT count(*) AS n FROM episodes")["n"][0] == 10
