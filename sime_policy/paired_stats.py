@@ -37,7 +37,7 @@ class PairedComparison:
         """'+0.130 [+0.042, +0.218], p = 0.001 (14 vs 1 discordant of 100 pairs)'."""
         if self.n == 0:
             return "no shared evaluation pairs"
-        return (f"{self.diff:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}], p = {format_p(self.p_value)} "
+        return (f"{self.diff:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}], {p_clause(self.p_value)} "
                 f"({self.only_b} vs {self.only_a} discordant of {self.n} pairs)")
 
     def to_dict(self) -> dict[str, float | int]:
@@ -50,6 +50,12 @@ def format_p(p: float) -> str:
     if math.isnan(p):
         return "-"
     return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def p_clause(p: float, sep: str = " ") -> str:
+    """'p = 0.672' or 'p < 0.001' for prose and plot labels (`sep` between the parts)."""
+    text = format_p(p)
+    return f"p{sep}<{sep}{text[1:]}" if text.startswith("<") else f"p{sep}={sep}{text}"
 
 
 def mcnemar_exact_p(only_b: int, only_a: int) -> float:

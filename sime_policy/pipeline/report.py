@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p
+from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
 from ..rollout_report import binomial_stderr
 from .config import BRANCHES
 from .names import parse_rollout_name, rule_dict
@@ -94,13 +94,13 @@ class RunReport:
                 else "equal to"
             significant = "significant" if row["p_value"] < 0.05 else "not significant"
             lines.append(f"round {last} {branch} is {direction} round 0 by {row['diff_vs_round0']:+.3f} "
-                         f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] (p = {format_p(row['p_value'])}, "
+                         f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({p_clause(row['p_value'])}, "
                          f"{significant} at 0.05)")
         sime = self._row(run, last, "sime")
         if sime is not None and not math.isnan(sime["diff_vs_other"]):
             lines.append(f"SIME minus baseline in round {last}: {sime['diff_vs_other']:+.3f} "
                          f"[{sime['ci_low_vs_other']:+.3f}, {sime['ci_high_vs_other']:+.3f}] "
-                         f"(p = {format_p(sime['p_value_vs_other'])})")
+                         f"({p_clause(sime['p_value_vs_other'])})")
         return "; ".join(lines) + "." if lines else ""
 
     def print(self, console: Any | None = None) -> None:
@@ -284,7 +284,7 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
             diff_ax.errorbar(later["round"] + offset, later["diff_vs_round0"], yerr=diff_err, marker="s", capsize=4,
                              color=colors[branch], label=labels[branch], linestyle="none")
             for _, row in later.iterrows():
-                diff_ax.annotate(f"p={format_p(row['p_value'])}", (row["round"] + offset, row["ci_high"]),
+                diff_ax.annotate(p_clause(row["p_value"], sep=""), (row["round"] + offset, row["ci_high"]),
                                  textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7,
                                  color=colors[branch])
         held = "held-out states" if summary["held_out"].all() else "collection states"

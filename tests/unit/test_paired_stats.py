@@ -68,3 +68,11 @@ def test_wilson_interval_and_p_formatting() -> None:
     assert low == 0.0 and high == pytest.approx(0.16113, abs=1e-4)
     assert all(math.isnan(x) for x in binomial_interval(0, 0))
     assert format_p(0.0004) == "<0.001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "-"
+
+
+def test_p_clause_reads_as_prose() -> None:
+    from sime_policy.paired_stats import p_clause
+
+    assert p_clause(0.6719) == "p = 0.672"
+    assert p_clause(0.00001) == "p < 0.001"
+    assert p_clause(0.0139, sep="") == "p=0.0139"
