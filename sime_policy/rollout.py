@@ -33,6 +33,7 @@ from sime_data.errors import VersionExistsError
 from sime_data.schema import check_version_name
 
 from .checkpoint import load_checkpoint, load_policy, policy_from_checkpoint
+from .devices import resolve_device
 from .envs import SimEnv, TaskSpec, get_task, init_state_id
 from .exploration import NO_EXPLORATION, Exploration
 from .policy import DiffusionPolicy, PolicyInputError
@@ -579,7 +580,7 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{label} must be an integer of at least 1, got {value!r}")
-    device = _rollout_device(device)
+    device = resolve_device(device or "cpu")
     if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
                                       or torch_threads < 1):
         raise ValueError(f"torch_threads must be a positive integer or None, got {torch_threads!r}")
@@ -649,14 +650,6 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
     except VersionExistsError:  # a concurrent run of the same collection finished first
         _existing_version(store, name, collection, n_pairs)
     return result
-
-
-def _rollout_device(device: str | None) -> "torch.device":
-    """The device rollouts run the policy on (default cpu; 'cuda' only where CUDA is available)."""
-    dev = torch.device(device or "cpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    return dev
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, check_compatible, checkpoint_id, code_version,
                          config_differences, load_checkpoint, load_weights, save_checkpoint, signature_differences)
 from .budget import BudgetDecision, resolve_steps
+from .devices import resolve_device  # noqa: F401 - part of the trainer's API
 from .config import ExperimentConfig
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
@@ -135,19 +136,6 @@ class DistContext:
     def is_main(self) -> bool:
         """True on the process that writes files (rank 0)."""
         return self.rank == 0
-
-
-def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """The requested device, else cuda:<local_rank> when CUDA is available, else cpu."""
-    if device is None:
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use --device cpu")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 def _init_distributed(ctx: DistContext, device: torch.device) -> bool:

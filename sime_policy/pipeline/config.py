@@ -74,9 +74,9 @@ class PipelineConfig:
         """Where training and rollout inference run: the given device, else cuda when available, else cpu."""
         if self.device:
             return self.device
-        import torch
+        from ..devices import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(None).type
 
     @property
     def held_out(self) -> bool:
@@ -148,10 +148,9 @@ class PipelineConfig:
         if self.noise_units not in NOISE_UNITS:
             raise ValueError(f"noise_units must be one of {', '.join(NOISE_UNITS)}, got {self.noise_units!r}")
         if self.device is not None:
-            import torch
+            from ..devices import resolve_device
 
-            if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
-                raise ValueError(f"device {self.device!r} requested but CUDA is not available here; use --device cpu")
+            resolve_device(self.device)  # ValueError naming the device when it is not here
         if self.train_threads is not None and self.train_threads < 1:
             raise ValueError(f"train_threads must be positive (or None for torch's default), got {self.train_threads}")
         if self.max_steps is not None and self.max_steps < 1:
