@@ -166,8 +166,9 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
     resume = run_dir if latest.is_file() else None
     init_from = previous_checkpoint(chain, round_, out) if config.init_from == "previous" and round_ > 0 else None
     experiment = config.experiment(chain.seed)
-    _say(chain, round_, f"train on {version} ({store.version(version).n_episodes} episodes, "
-                        f"{store.version(version).n_frames} frames), budget {config.budget_description()}"
+    data = store.version(version)
+    _say(chain, round_, f"train on {version} ({data.n_episodes} episodes, "
+                        f"{data.n_frames} frames), budget {config.budget_description()}"
                         f"{', fine-tuning round ' + str(round_ - 1) if init_from else ''}"
                         f"{' (resuming)' if resume else ''}")
     result = train(store, version, experiment, run_dir, resume=resume, progress=progress, device=config.resolved_device,
