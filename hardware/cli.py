@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from sime_data.cli_store import accept_store_anywhere, resolve_store
 
 from .errors import HardwareError
 
@@ -206,12 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="also create this version from the imported episodes")
     p.add_argument("dirs", nargs="+", help="recording folders, or folders holding them")
     p.set_defaults(fn=cmd_import)
+    accept_store_anywhere(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one line, no traceback)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_store(parser, args)
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

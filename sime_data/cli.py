@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from .cli_store import accept_store_anywhere, resolve_store
 from .errors import StoreError
 from .sql_sandbox import INTERACTIVE_MAX_ROWS, INTERACTIVE_TIMEOUT_S
 
@@ -25,6 +27,22 @@ def _open(args: argparse.Namespace):
     from .store import open_store
 
     return open_store(args.store)
+
+
+def _open_or_create(args: argparse.Namespace):
+    """Open the store an import writes into, creating it (and saying so) when nothing is there yet."""
+    from .errors import StoreNotFoundError
+    from .store import open_store
+
+    try:
+        return open_store(args.store)
+    except StoreNotFoundError:
+        local = None if "://" in str(args.store) else Path(args.store)
+        if local is not None and local.is_dir() and any(local.iterdir()):
+            raise  # a directory with other files in it is not where a new store should appear
+    store = open_store(args.store, create=True)
+    console.print(f"created a new store at {store.location}", highlight=False)
+    return store
 
 
 def print_frame(frame: pd.DataFrame, *, title: str | None = None, max_rows: int = 50) -> None:
@@ -153,7 +171,7 @@ def cmd_import_robomimic(args: argparse.Namespace) -> int:
     """Import a robomimic HDF5 file as episodes plus versions."""
     from .robomimic_io import import_robomimic
 
-    result = import_robomimic(_open(args), args.file, task=args.task, source=args.source, version=args.version,
+    result = import_robomimic(_open_or_create(args), args.file, task=args.task, source=args.source, version=args.version,
                               progress=not args.quiet)
     if result.already_imported:
         console.print(f"{args.file} was imported before (same content, sha256) as version {result.version}: "
@@ -272,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--store", "-s", default=os.environ.get("SIME_STORE"), required=os.environ.get("SIME_STORE") is None,
+        p.add_argument("--store", "-s", default=os.environ.get("SIME_STORE") or None, required=not os.environ.get("SIME_STORE"),
                        help="store directory or fsspec URL (default: $SIME_STORE)")
         p.set_defaults(func=func)
         return p
@@ -355,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("compact", cmd_compact, "merge episode row files into one (faster catalog loads)")
     p = add("migrate", cmd_migrate, "upgrade the store format (copy-on-write; keeps a backup)")
     p.add_argument("--no-backup", action="store_true", help="delete the pre-migration copy afterwards")
+    accept_store_anywhere(parser)
     return parser
 
 
@@ -362,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sime-data`."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    resolve_store(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

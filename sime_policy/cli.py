@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from sime_data.cli_store import accept_store_anywhere, resolve_store
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExperimentConfig
     from .exploration import Exploration
@@ -419,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
+    accept_store_anywhere(parser)
     return parser
 
 
@@ -452,7 +455,9 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sime`; input errors print 'error: ...' and return 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_store(parser, args)
     _setup_logging(args.verbose)
     from sime_data.errors import StoreError
 
