@@ -57,11 +57,15 @@ def print_frame(frame: pd.DataFrame, *, title: str | None = None, max_rows: int 
         console.print(f"... {len(frame) - max_rows} more rows (use --max-rows, --csv or --json)")
 
 
+#: How a missing value (SQL NULL, NaN, None, pd.NA) prints in tables; the curation app shows the same.
+NULL_TEXT = "—"
+
+
 def _cell(value: Any) -> str:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return NULL_TEXT
     if isinstance(value, float):
         return f"{value:.4g}"
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
     text = str(value)
     return text if len(text) <= 120 else text[:117] + "..."
 

@@ -148,3 +148,14 @@ def test_verify_and_gc_commands(filled_store):
 def run_cli_python(code: str) -> subprocess.CompletedProcess:
     """Run a Python snippet in a subprocess."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_missing_values_print_one_way(filled_store, capsys):
+    # SQL NULL, a NaN float and a null in a number column all print as the same mark, never 'nan' or 'None'
+    assert main(["sql", "--store", filled_store.location,
+                 "SELECT NULL AS a, 'nan'::DOUBLE AS b, CAST(NULL AS BIGINT) AS c, 1.5 AS d"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("—") == 3 and "1.5" in out
+    assert "nan" not in out.lower() and "None" not in out
+    assert main(["info", "--store", filled_store.location]) == 0
+    assert " nan " not in capsys.readouterr().out
