@@ -195,6 +195,53 @@ def cmd_export_robomimic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lerobot(args: argparse.Namespace) -> int:
+    """Export a version as a LeRobot v3.0 dataset directory."""
+    from .lerobot_io import export_lerobot
+
+    result = export_lerobot(_open(args), args.version, args.out_dir, fps=args.fps, video=not args.images,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    console.print(result.summary(), highlight=False)
+    return 0
+
+
+def cmd_import_lerobot(args: argparse.Namespace) -> int:
+    """Import a LeRobot v3.0 (or v2.1) dataset directory as episodes plus one version."""
+    from .lerobot_io import import_lerobot
+
+    result = import_lerobot(_open_or_create(args), args.dir, version=args.version, task=args.task,
+                            source=args.source, progress=not args.quiet)
+    console.print(result.summary(), highlight=False)
+    return 0
+
+
+def cmd_export_replay_buffer(args: argparse.Namespace) -> int:
+    """Export a version as a Diffusion Policy replay buffer (zarr: data/<key> + meta/episode_ends)."""
+    from .replay_buffer_io import export_replay_buffer
+
+    result = export_replay_buffer(_open(args), args.version, args.out, keys=args.keys, overwrite=args.overwrite,
+                                  progress=not args.quiet)
+    mapping = ", ".join(f"{store_key} -> {key}" for key, store_key in result.keys.items())
+    console.print(f"wrote {result.n_episodes} episodes ({result.n_frames} frames) to {result.path}; keys: {mapping}",
+                  highlight=False)
+    return 0
+
+
+def cmd_import_replay_buffer(args: argparse.Namespace) -> int:
+    """Import a Diffusion Policy replay buffer as episodes plus one version."""
+    from .replay_buffer_io import import_replay_buffer
+
+    result = import_replay_buffer(_open_or_create(args), args.path, task=args.task, version=args.version,
+                                  source=args.source, progress=not args.quiet)
+    if result.already_imported:
+        console.print(f"{args.path} was imported before (same content) as version {result.version}: nothing was "
+                      "written", highlight=False)
+        return 0
+    console.print(f"imported {len(result.episode_ids)} episodes ({result.n_frames} frames) as version "
+                  f"{result.version}", highlight=False)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every committed row, version and chunk; exit 1 on damage."""
     from .maintenance import verify
@@ -360,6 +407,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("export-lerobot", cmd_export_lerobot,
+            "export a version as a LeRobot v3.0 dataset (trims applied; cameras as mp4 or PNG images)")
+    p.add_argument("version")
+    p.add_argument("out_dir")
+    p.add_argument("--fps", type=int, default=20, help="frames per second recorded in the dataset (default 20)")
+    media = p.add_mutually_exclusive_group()
+    media.add_argument("--video", action="store_true", help="cameras as mp4 videos, several episodes per file (default)")
+    media.add_argument("--images", action="store_true", help="cameras as PNG images inside the parquet files (lossless)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("import-lerobot", cmd_import_lerobot,
+            "import a LeRobot v3.0 or v2.1 dataset directory (all-or-nothing; creates the store if missing)")
+    p.add_argument("dir")
+    p.add_argument("--version", help="name of the version holding the episodes (default: the directory name)")
+    p.add_argument("--task", help="store task name of every imported episode (default: the dataset's own tasks)")
+    p.add_argument("--source", default="lerobot")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("export-replay-buffer", cmd_export_replay_buffer,
+            "export a version as a Diffusion Policy replay buffer (zarr; a path ending in .zip writes a zip store)")
+    p.add_argument("version")
+    p.add_argument("out")
+    p.add_argument("--keys", nargs="+", help="store keys to export (default: all)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("import-replay-buffer", cmd_import_replay_buffer,
+            "import a Diffusion Policy replay buffer (zarr v2/v3 directory or .zarr.zip; creates the store if missing)")
+    p.add_argument("path")
+    p.add_argument("--task", help="task name recorded with the episodes")
+    p.add_argument("--version", help="name of the version holding the episodes (default: the buffer's name)")
+    p.add_argument("--source", default="replay_buffer")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p = add("verify", cmd_verify, "check every referenced chunk and row; exit 1 on damage")
     p.add_argument("--no-chunks", action="store_true", help="skip reading array chunks (metadata only)")
     p.add_argument("--deep", action="store_true",
@@ -392,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, ImportError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
 

@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import signal
+import sys
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from .policy import DiffusionPolicy, PolicyInputError
 from .rollout_report import RolloutSummary, print_report, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
+    import gymnasium
+
     from sime_data import Store
 
 log = logging.getLogger(__name__)
@@ -229,10 +232,15 @@ class _Slot:
 
     def start(self, item: "Item") -> None:
         """Reset to the item's initial state and start recording its episode."""
+        self.begin(item, self.env.reset_to(item.state))
+
+    def begin(self, item: "Item", obs: dict[str, np.ndarray]) -> None:
+        """Start recording the item's episode from `obs`, the observation of its restored initial state."""
         self.item = item
-        self.obs = self.env.reset_to(item.state)
+        self.obs = obs
         self.history: deque[dict[str, np.ndarray]] = deque([self.obs] * self.n_obs_steps, maxlen=self.n_obs_steps)
         self.chunk = 0
+        self.t = 0
         self.success = False
         self.steps: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": [], "dones": [], "states": []}
 
@@ -250,6 +258,12 @@ class _Slot:
         """Execute one action (recording the step); True when the episode has ended."""
         state = self.env.get_state() if self.record else None
         next_obs, reward, done, info = self.env.step(action)
+        return self.record_step(state, action, next_obs, reward, done, info)
+
+    def record_step(self, state: np.ndarray | None, action: np.ndarray, next_obs: dict[str, np.ndarray],
+                    reward: float, done: bool, info: dict[str, Any]) -> bool:
+        """Take in one executed step (recording it); True when the episode has ended."""
+        self.t += 1
         if self.record:
             steps = self.steps
             steps["obs"].append(self.obs)
@@ -277,8 +291,9 @@ class _Slot:
 EpisodeDone = Callable[["Item", bool, int, "_Slot"], None]
 
 
-def run_batched(envs: Sequence[SimEnv], policy: DiffusionPolicy, items: Sequence["Item"], exploration: Exploration,
-                on_done: EpisodeDone, *, lanes: int | None = DEFAULT_LANES, record: bool = True) -> None:
+def run_batched(envs: "Sequence[SimEnv] | gymnasium.vector.VectorEnv", policy: DiffusionPolicy,
+                items: Sequence["Item"], exploration: Exploration, on_done: EpisodeDone, *,
+                lanes: int | None = DEFAULT_LANES, record: bool = True) -> None:
     """Run `items` on several simulators at once, one batched policy call per chunk for all running episodes.
 
     Every running episode asks for its next chunk at the same tick (an env whose episode ended mid-chunk
@@ -287,7 +302,12 @@ def run_batched(envs: Sequence[SimEnv], policy: DiffusionPolicy, items: Sequence
     episode's actions do not depend on which others ran beside it: the same (state, trial, seed) gives
     the same episode for any number of envs or workers. ``on_done(item, success, steps, slot)`` is
     called as each episode ends (``slot.episode_arrays()`` holds it when `record`).
+
+    `envs` may also be a ``gymnasium.vector.VectorEnv`` (Sync or Async) of ``SimeGymEnv``
+    (``sime_policy.envs.gym_env``): see `run_batched_vector`.
     """
+    if _is_vector_env(envs):
+        return run_batched_vector(envs, policy, items, exploration, on_done, lanes=lanes, record=record)
     if not envs:
         raise ValueError("run_batched needs at least one env")
     config = policy.config
@@ -311,6 +331,54 @@ def run_batched(envs: Sequence[SimEnv], policy: DiffusionPolicy, items: Sequence
                     item, slot.item = slot.item, None
                     on_done(item, slot.success, slot.env.t, slot)
                     break
+
+
+def _is_vector_env(envs: Any) -> bool:
+    """True for a gymnasium VectorEnv (gymnasium is imported only by whoever built one)."""
+    gymnasium = sys.modules.get("gymnasium")
+    return gymnasium is not None and isinstance(envs, gymnasium.vector.VectorEnv)
+
+
+def run_batched_vector(vector_env: Any, policy: DiffusionPolicy, items: Sequence["Item"], exploration: Exploration,
+                       on_done: EpisodeDone, *, lanes: int | None = DEFAULT_LANES, record: bool = True) -> None:
+    """`run_batched` on the SimeGymEnvs of a gymnasium VectorEnv (or a `VectorSimAdapter` of one).
+
+    The same schedule, seeds and policy calls as `run_batched` on a list of SimEnvs, so the same items give
+    the same episodes; each action index of a chunk steps every running sub-environment with one vector
+    call (in parallel for an AsyncVectorEnv), and ``on_done`` is called in env order at the end of the chunk
+    (the order `run_batched` calls it in). ``slot.env`` is None here; ``steps`` counts the episode's steps.
+    """
+    from .envs.gym_env import VectorSimAdapter
+
+    adapter = vector_env if isinstance(vector_env, VectorSimAdapter) else VectorSimAdapter(vector_env)
+    config = policy.config
+    keys = [(k, env_key(k)) for k in config.obs_keys]
+    slots = [_Slot(None, keys, config.n_obs_steps, record) for _ in range(adapter.num_envs)]
+    queue = deque(items)
+    while True:
+        starting = {i: queue.popleft() for i, slot in enumerate(slots) if slot.item is None and queue}
+        for i, obs in adapter.reset_to({i: item.state for i, item in starting.items()}).items():
+            slots[i].begin(starting[i], obs)
+        running = [i for i, slot in enumerate(slots) if slot.item is not None]
+        if not running:
+            return
+        observations = [slots[i].observation() for i in running]
+        stacked = {key: np.stack([o[key] for o in observations]) for key, _ in keys}
+        chunks = np.asarray(policy.predict(stacked, exploration, seeds=[slots[i].next_seed() for i in running],
+                                           lanes=lanes), dtype=np.float64)
+        ended: set[int] = set()
+        for t in range(chunks.shape[1]):
+            actions = {i: chunk[t] for i, chunk in zip(running, chunks) if i not in ended}
+            if not actions:
+                break
+            for i, (state, next_obs, reward, done, info) in adapter.step(actions, record=record).items():
+                if slots[i].record_step(state, actions[i], next_obs, reward, done, info):
+                    ended.add(i)
+        for i in running:
+            if i in ended:
+                slot = slots[i]
+                item, slot.item = slot.item, None
+                on_done(item, slot.success, slot.t, slot)
 
 
 def run_episode(env: SimEnv, policy: DiffusionPolicy, state: np.ndarray, exploration: Exploration, ep_seed: int,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 
+import pytest
+
 import sime_data
 from conftest import write_episodes
 from sime_data.cli import main
@@ -159,3 +161,27 @@ def test_missing_values_print_one_way(filled_store, capsys):
     assert "nan" not in out.lower() and "None" not in out
     assert main(["info", "--store", filled_store.location]) == 0
     assert " nan " not in capsys.readouterr().out
+
+
+def test_interop_commands_round_trip_through_the_cli(filled_store, tmp_path):
+    pytest.importorskip("av")
+    loc = filled_store.location
+    filled_store.create_version("all", filled_store.episodes()["episode_id"].tolist())
+    lerobot_dir = tmp_path / "lerobot_all"
+    exported = run_cli("--store", loc, "export-lerobot", "all", str(lerobot_dir), "--fps", "10", "-q")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads((lerobot_dir / "meta" / "info.json").read_text())["total_episodes"] == 6
+    new_store = tmp_path / "from_lerobot"
+    imported = run_cli("import-lerobot", str(lerobot_dir), "--store", str(new_store), "--version", "back", "-q")
+    assert imported.returncode == 0, imported.stderr
+    assert "created a new store" in imported.stdout
+    assert len(sime_data.open_store(new_store).episodes(version="back")) == 6
+    buffer = tmp_path / "all.zarr"
+    exported = run_cli("export-replay-buffer", "--store", loc, "all", str(buffer), "-q")
+    assert exported.returncode == 0 and "actions -> action" in exported.stdout, exported.stderr
+    imported = run_cli("import-replay-buffer", str(buffer), "--store", str(new_store), "--task", "lift", "-q")
+    assert imported.returncode == 0 and "as version all" in imported.stdout, imported.stderr
+    again = run_cli("import-replay-buffer", str(buffer), "--store", str(new_store), "-q")
+    assert again.returncode == 0 and "imported before" in again.stdout
+    refused = run_cli("import-lerobot", str(tmp_path), "--store", str(new_store), "-q")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "info.json" in refused.stderr
