@@ -65,6 +65,27 @@ def _overrides(items: Sequence[str]) -> dict[str, Any]:
     return updates
 
 
+# ---------------------------------------------------------------------- tracking
+def _track_argument(text: str) -> str:
+    """The --track value, checked (known backends, packages installed) and in canonical form."""
+    from .tracking import TrackingError, check_track_spec
+
+    try:
+        return check_track_spec(text)
+    except TrackingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_track_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """--track none|tensorboard|wandb|tensorboard,wandb (default $SIME_TRACK, else none)."""
+    from .tracking import ENV_VAR, INSTALL_HINT
+
+    p.add_argument("--track", type=_track_argument, default=os.environ.get(ENV_VAR, "none"),
+                   metavar="{none,tensorboard,wandb,tensorboard,wandb}",
+                   help=f"log {what} to TensorBoard and/or wandb (offline unless $WANDB_MODE says otherwise); "
+                        f"default ${ENV_VAR} or none; needs {INSTALL_HINT}")
+
+
 # ---------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a diffusion policy on a store version."""
@@ -91,9 +112,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path("runs") / f"{config.name}-{args.version}-seed{config.train.seed}"
     if args.print_config:
         print(config.to_json())
-    result = train(args.store, args.version, config, out, resume=args.resume, progress=not args.no_progress,
-                   device=args.device, stop_after=args.stop_after, init_from=args.init_from)
-    if DistContext.from_env().is_main:
+    from .tracking import make_tracker
+
+    main_rank = DistContext.from_env().is_main
+    tracker = make_tracker(args.track if main_rank else "none", out, out.name, job_type="train",
+                           config={"experiment": config.to_dict(), "store": str(args.store), "version": args.version})
+    with tracker:
+        result = train(args.store, args.version, config, out, resume=args.resume, progress=not args.no_progress,
+                       device=args.device, stop_after=args.stop_after, init_from=args.init_from, tracker=tracker)
+    for line in tracker.locations():
+        print(f"tracking: {line}")
+    if main_rank:
         val = result.final_val_loss
         print(f"trained {result.step} steps: train loss {result.final_train_loss:.5f}"
               + (f", validation loss {val:.5f}" if val is not None else "")
@@ -125,6 +154,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON first")
+    _add_track_argument(p, "losses, learning rate, gradient norm and the fit report")
     p.set_defaults(func=cmd_train)
 
 
@@ -276,7 +306,7 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
         "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps, "workers": args.workers,
         "envs": args.envs, "lanes": args.lanes, "parallel": args.parallel, "device": args.device,
         "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
-        "curate": True if args.curate else None,
+        "curate": True if args.curate else None, "track": args.track,
     }
     if args.steps is not None and args.train_epochs is None:  # a fixed step count replaces a data-scaled budget
         config = dataclasses.replace(config, train_epochs=None, min_train_steps=None, train_step_cap=None)
@@ -381,6 +411,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="dispatch seeds/branches as tasks to an existing Ray cluster (needs the cluster extra)")
     p.add_argument("--print-config", action="store_true", help="print the resulting settings and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_track_argument(p, "each round's training, fit, success rates, paired differences and one evaluation video")
     p.set_defaults(func=cmd_run)
 
 

@@ -10,6 +10,7 @@ Validation uses fixed windows and a fixed generator so its losses are comparable
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ from .config import ExperimentConfig
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
 from .policy import DiffusionPolicy
+from .tracking import NullTracker, Tracker
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 LOG_NAME = "train.log"
 VAL_SEED_OFFSET = 7_777
+#: a tracker receives the training loss, lr and grad norm of every TRACK_EVERY-th step (and of the last one)
+TRACK_EVERY = 10
 
 
 # ---------------------------------------------------------------------- public types
@@ -76,6 +80,7 @@ class TrainResult:
     files: dict[str, Path] = field(default_factory=dict)
     fit: FitReport | None = None
     budget: BudgetDecision | None = None
+    tracking_s: float = 0.0  # time spent handing figures to the tracker
 
     @property
     def final_train_loss(self) -> float:
@@ -242,6 +247,11 @@ class _Run:
         self.history = LossHistory()
         self.step = 0
         self.init_checkpoint: str | None = None  # id of the checkpoint a fine-tuning run started from
+        self.tracker: Tracker = NullTracker()
+        self.track_every = TRACK_EVERY
+        self.tracking_s = 0.0
+        self._tracked_step = 0   # last training step handed to the tracker
+        self._tracked_val = 0    # validation losses handed to the tracker
 
     # -------------------------------------------------------------- data
     def _samplers(self, frame_weights: Mapping[str, Any] | None):
@@ -383,6 +393,13 @@ class _Run:
                    dynamic_ncols=True, smoothing=0.05)
         max_norm = self.tc.grad_clip if self.tc.grad_clip and self.tc.grad_clip > 0 else float("inf")
         self.policy.train()
+        self._tracked_step, self._tracked_val = self.step, len(self.history.val_step)  # resumed: only new steps
+        first = self.step
+        if self.tracker.active:
+            opened = time.perf_counter()
+            self.tracker.start()
+            self.tracker.log_text("config", json.dumps(self.config.to_dict(), sort_keys=True), self.step)
+            self._line(f"tracking started in {time.perf_counter() - opened:.2f} s")
         try:
             while self.step < end:
                 indices = draw_batch_indices(self.batch_rng, len(self.train_sampler), self.tc.batch_size,
@@ -410,6 +427,8 @@ class _Run:
                 self._after_step(bar, end)
         finally:
             bar.close()
+        if self.tracker.active and self.step > first:
+            self._line(f"tracking: {1000.0 * self.tracking_s / (self.step - first):.3f} ms per step")
 
     def _after_step(self, bar: Any, end: int) -> None:
         step, tc = self.step, self.tc
@@ -418,6 +437,8 @@ class _Run:
             val = self.validate()
             self.history.add_val(step, val)
             self._line(f"step {step}: validation loss {val:.5f}")
+        if self.tracker.active and (step % self.track_every == 0 or step == end):
+            self._track()
         if tc.log_every > 0 and step % tc.log_every == 0:
             self._line(f"step {step}: train loss {self.history.mean_train(tc.log_every):.5f} "
                        f"lr {self.history.lr[-1]:.3g} grad norm {self.history.grad_norm[-1]:.3g}")
@@ -429,6 +450,39 @@ class _Run:
         periodic = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
         if periodic or step == tc.steps or step == end:
             self.save(periodic=periodic, final=step == tc.steps)
+
+    # -------------------------------------------------------------- tracking
+    def _track(self) -> None:
+        """Hand the newest step's loss, lr and grad norm and every new validation loss to the tracker (timed)."""
+        started = time.perf_counter()
+        history, rows = self.history, {}
+        for step, loss in zip(history.val_step[self._tracked_val:], history.val_loss[self._tracked_val:]):
+            rows.setdefault(step, {})["val/loss"] = loss
+        self._tracked_val = len(history.val_step)
+        if history.step and history.step[-1] > self._tracked_step:
+            rows.setdefault(history.step[-1], {}).update({"train/loss": history.train_loss[-1],
+                                                          "train/lr": history.lr[-1],
+                                                          "train/grad_norm": history.grad_norm[-1]})
+            self._tracked_step = history.step[-1]
+        for step in sorted(rows):  # wandb needs steps in order
+            self.tracker.log_scalars(step, rows[step])
+        self.tracking_s += time.perf_counter() - started
+
+    def track_end(self, fit: FitReport | None, wall_time_s: float) -> None:
+        """Hand the fit report and the run's final figures to the tracker."""
+        if not self.tracker.active:
+            return
+        started = time.perf_counter()
+        if fit is not None:
+            self.tracker.log_scalars(self.step, fit.to_dict(), prefix="fit")
+            self.tracker.log_text("fit/summary", fit.summary(), self.step)
+        val = self.history.val_loss[-1] if self.history.val_loss else None
+        self.tracker.log_summary({"steps": self.step, "final_train_loss": self.history.mean_train(10),
+                                  "final_val_loss": val, "checkpoint_id": self.checkpoint_id,
+                                  "version": self.ver.name, "wall_time_s": round(wall_time_s, 1),
+                                  "fit_ok": fit.ok if fit is not None else None,
+                                  "fit_summary": fit.summary() if fit is not None else None})
+        self.tracking_s += time.perf_counter() - started
 
     # -------------------------------------------------------------- output
     @property
@@ -509,7 +563,8 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
           resume: str | os.PathLike | None = None, progress: bool = True, device: str | torch.device | None = None,
           frame_weights: Mapping[str, Any] | None = None, stop_after: int | None = None,
           on_step: Callable[[StepInfo], None] | None = None, init_from: str | os.PathLike | None = None,
-          fit_thresholds: FitThresholds | None = None) -> TrainResult:
+          fit_thresholds: FitThresholds | None = None, tracker: Tracker | None = None,
+          track_every: int = TRACK_EVERY) -> TrainResult:
     """Train (or resume) a policy on a store version and write checkpoints, logs and plots to ``out_dir``.
 
     ``store`` is a `Store` or its location. ``resume`` is a checkpoint file or run directory to continue
@@ -522,6 +577,9 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
     afresh and the normaliser is fitted on this version. When the run completes, the open-loop fit on the training
     episodes is written to ``fit.json`` (``config.train.fit_report``), logged and returned as ``TrainResult.fit``.
     The step count is ``config.train.steps``, or the data-scaled budget when ``config.train.epochs`` is set.
+    ``tracker`` (rank 0 only; default none) receives ``train/loss``, ``train/lr`` and ``train/grad_norm`` of every
+    ``track_every``-th step and of the last one, every ``val/loss``, the fit report (``fit/...``) and a summary;
+    the time this takes is in train.log ("tracking: ... ms per step") and ``TrainResult.tracking_s``.
     """
     from sime_data.store import Store, open_store
 
@@ -531,6 +589,8 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
     ctx = DistContext.from_env()
     dev = resolve_device(device, ctx.local_rank)
     out = Path(out_dir)
+    if isinstance(track_every, bool) or not isinstance(track_every, int) or track_every < 1:
+        raise ValueError(f"track_every must be a positive integer, got {track_every!r}")
     if resume is None and (out / LATEST).exists():
         raise ValueError(f"{out} already holds a training run ({LATEST}); resume it with --resume {out / LATEST} or "
                          "choose another --out directory")
@@ -540,6 +600,8 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
             torch.set_num_threads(int(config.train.num_threads))
         created = _init_distributed(ctx, dev)
         run = _Run(store, version, config, out, ctx=ctx, device=dev, frame_weights=frame_weights)
+        if tracker is not None and ctx.is_main:
+            run.tracker, run.track_every = tracker, track_every
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
         if resume is not None:
@@ -554,6 +616,7 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
             run.execute(progress=progress, stop_after=stop_after, on_step=on_step)
         done = run.step >= run.tc.steps
         fit = run.fit(fit_thresholds) if done and ctx.is_main and run.tc.fit_report else None
+        run.track_end(fit, time.time() - started)
     finally:
         torch.set_num_threads(threads)
         if created:
@@ -564,4 +627,4 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
                        checkpoint_id=run.checkpoint_id, step=run.step, history=run.history, policy=run.policy,
                        ema_policy=run.ema.averaged if run.ema is not None else None, rank=ctx.rank,
                        world_size=ctx.world_size, wall_time_s=time.time() - started, files=files, fit=fit,
-                       budget=run.budget)
+                       budget=run.budget, tracking_s=run.tracking_s)

@@ -18,7 +18,7 @@ FIT_GATES = ("warn", "stop")
 
 #: settings that do not change any round's results (older stores recorded some of them in their identity)
 _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos", "curate", "envs", "parallel", "device",
-                    "fit_gate")
+                    "fit_gate", "track")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class PipelineConfig:
     train_threads: int | None = 1
     record_demos: bool = False                  # record scripted demos when the store has none
     curate: bool = False                        # stop after each selection until a person saves the trimmed version
+    track: str = "none"                         # experiment tracking: none, tensorboard, wandb or tensorboard,wandb
     # no validation split by default: with a handful of demos every episode is worth training on
     policy_overrides: dict[str, Any] = field(default_factory=lambda: {"val_ratio": 0.0})
 
@@ -153,6 +154,9 @@ class PipelineConfig:
             resolve_device(self.device)  # ValueError naming the device when it is not here
         if self.train_threads is not None and self.train_threads < 1:
             raise ValueError(f"train_threads must be positive (or None for torch's default), got {self.train_threads}")
+        from ..tracking import check_track_spec
+
+        check_track_spec(self.track)  # TrackingError (a ValueError) naming an unknown backend or a missing package
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
         if self.noise_scale < 0 or not 0.0 <= self.tau1 <= self.tau2 <= 1.0:

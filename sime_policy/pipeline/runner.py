@@ -16,6 +16,7 @@ from .names import Chain
 from .report import RunReport, build_report, write_report
 from .steps import (CurationPending, RunStates, StepOutcome, check_held_out, check_run_settings, curation_step,
                     ensure_demos, fit_step, initial_states, rollout_step, select_step, train_step, training_version)
+from .tracking import close_trackers, log_round, round_trackers
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -106,7 +107,9 @@ def describe(config: PipelineConfig, store: "Store", out: Path, executor_descrip
             f"select {rule}\n"
             f"  rollouts: {config.workers} process(es) x {config.envs} envs, {config.lanes} policy lanes, device "
             f"{config.resolved_device}\n"
-            f"  store {store.location}; checkpoints and report in {out}; jobs: {executor_description}")
+            f"  store {store.location}; checkpoints and report in {out}; jobs: {executor_description}"
+            + (f"\n  tracking: {config.track} (per round and branch in {out / 'tracking'}, training runs beside "
+               "their checkpoints)" if config.track != "none" else ""))
 
 
 def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *, ray_address: str | None = None,
@@ -126,6 +129,7 @@ def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
     executor = make_executor(ray_address, cpus_per_job=float(config.workers), parallel=config.parallel)
+    trackers = round_trackers(config, out)  # per-round figures, logged here in the parent process only
     try:
         print(describe(config, store, out, executor.description), flush=True)
         states = initial_states(config)
@@ -140,8 +144,12 @@ def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *
             ran = sum(o.ran for job in outcomes for o in job)
             print(f"round {round_} complete: {ran} step(s) run, {skipped} found done "
                   f"({time.monotonic() - started:.0f} s so far)", flush=True)
+            log_round(trackers, store, config, out, round_)
     finally:
         executor.close()
+        close_trackers(trackers)
+        for line in (line for tracker in trackers.values() for line in tracker.locations()):
+            print(f"tracking: {line}", flush=True)
     report = build_report(store, task=config.task, run=config.name)
     write_report(report, out)
     report.print()

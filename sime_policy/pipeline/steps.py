@@ -171,8 +171,11 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
                         f"{data.n_frames} frames), budget {config.budget_description()}"
                         f"{', fine-tuning round ' + str(round_ - 1) if init_from else ''}"
                         f"{' (resuming)' if resume else ''}")
-    result = train(store, version, experiment, run_dir, resume=resume, progress=progress, device=config.resolved_device,
-                   init_from=init_from)
+    from .tracking import training_tracker
+
+    with training_tracker(config, chain, round_, run_dir, version) as tracker:  # this job's own run directory
+        result = train(store, version, experiment, run_dir, resume=resume, progress=progress,
+                       device=config.resolved_device, init_from=init_from, tracker=tracker)
     assert result.final_checkpoint is not None
     if result.budget is not None:
         _say(chain, round_, f"trained {result.budget.describe()} in {result.wall_time_s:.0f} s, final loss "
