@@ -189,8 +189,12 @@ def preview_thresholds(store: "Store", version: str, thresholds: Iterable[float]
 
 def create_selection_version(store: "Store", name: str, source: str, rule: str = "sr_lss",
                              threshold: float | None = 0.5, *, base: str | None = None, seed: int | None = 0,
-                             message: str = "", extra_rule: Mapping[str, Any] | None = None) -> "Version":
+                             message: str = "", extra_rule: Mapping[str, Any] | None = None,
+                             replacements: Mapping[str, str | None] | None = None) -> "Version":
     """Save a selection of a rollout version as a new version, optionally on top of a base version.
+
+    `replacements` maps selected episode ids to the episodes that stand in for them (e.g. curated copies;
+    None drops one); every selected id must be in it.
 
     With `base` the new version is base's frame ranges + the selected episodes (no data copied), the
     reference's "previous training data + new selection". The rule, threshold, source, base and counts
@@ -198,20 +202,29 @@ def create_selection_version(store: "Store", name: str, source: str, rule: str =
     """
     selection = select(store, source, rule, threshold, seed)
     rule_record = {**selection.as_rule(), **dict(extra_rule or {})}
+    if replacements is not None:
+        missing = [e for e in selection.episode_ids if e not in replacements]
+        if missing:
+            raise ValueError(f"replacements lack {len(missing)} selected episode(s), e.g. {missing[0]!r}")
+        rule_record["replaced"] = {e: replacements[e] for e in selection.episode_ids}
+        chosen = [replacements[e] for e in selection.episode_ids if replacements[e] is not None]
+        note = f"; replaced by {len(chosen)} curated copies ({selection.n_episodes - len(chosen)} dropped)"
+    else:
+        chosen, note = list(selection.episode_ids), ""
     parents = [source]
     if base is not None:
         base_manifest = store.version(base).manifest[["episode_id", "frame_start", "frame_stop"]]
         in_base = set(base_manifest["episode_id"])
-        added = [e for e in selection.episode_ids if e not in in_base]
+        added = [e for e in chosen if e not in in_base]
         new_rows = pd.DataFrame({"episode_id": added, "frame_start": pd.NA, "frame_stop": pd.NA})
         manifest = pd.concat([base_manifest, new_rows], ignore_index=True) if added else base_manifest
         rule_record.update(base=base, n_added=len(added))
         parents = [base, source]
-    elif not selection.episode_ids:
+    elif not chosen:
         raise EmptyVersionError(
             f"{selection.label} of {source!r} keeps no episode (no successful rollout of a state with success rate "
             f"< {threshold}); raise the threshold, collect more rollouts, or pass a base version")
     else:
-        manifest = pd.DataFrame({"episode_id": selection.episode_ids, "frame_start": pd.NA, "frame_stop": pd.NA})
-    text = message or selection.describe() + (f"; added to {base}" if base is not None else "")
+        manifest = pd.DataFrame({"episode_id": chosen, "frame_start": pd.NA, "frame_stop": pd.NA})
+    text = message or selection.describe() + note + (f"; added to {base}" if base is not None else "")
     return store.create_version(name, manifest, parents=parents, message=text, rule=rule_record)

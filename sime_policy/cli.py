@@ -301,7 +301,7 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
         "min_train_steps": args.min_train_steps, "train_step_cap": args.train_step_cap, "init_from": args.init_from,
         "fit_gate": args.fit_gate, "noise_scale": args.noise_scale, "noise_units": args.noise_units,
         "image_noise_scale": args.image_noise_scale, "tau1": args.tau1, "tau2": args.tau2, "rule": args.rule,
-        "threshold": args.threshold, "init_states": args.init_states, "trials": args.trials,
+        "threshold": args.threshold, "smooth": args.smooth, "init_states": args.init_states, "trials": args.trials,
         "states_seed": args.states_seed, "eval_states": args.eval_states, "eval_trials": args.eval_trials,
         "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps, "workers": args.workers,
         "envs": args.envs, "lanes": args.lanes, "parallel": args.parallel, "device": args.device,
@@ -385,6 +385,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", choices=RULES, default=None, help="selection rule (default sr_lss)")
     p.add_argument("--threshold", type=float, default=None,
                    help="keep successes of initial states with success rate below this, in [0, 1.01] (default 0.5)")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                   help="replay-verified smoothing of the selected rollouts before retraining: moving-average pose "
+                        "targets, no gripper runs under 4 steps, re-executed from the recorded start and kept only if "
+                        "it still succeeds (default off; the quick preset turns it on)")
     p.add_argument("--init-states", type=int, default=None, help="collection initial states (default 50)")
     p.add_argument("--trials", type=int, default=None, help="trials per collection state (default 5)")
     p.add_argument("--eval-states", type=int, default=None,

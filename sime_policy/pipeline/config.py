@@ -44,6 +44,8 @@ class PipelineConfig:
     tau2: float = 1.0
     rule: str = "sr_lss"
     threshold: float = 0.5
+    # replay-verified smoothing of the selected rollouts before they join the training data (sime_policy/smoothing.py)
+    smooth: bool = False
     init_states: int = 50
     trials: int = 5
     states_seed: int = DEFAULT_STATES_SEED
@@ -211,7 +213,9 @@ class PipelineConfig:
         """The settings in which a saved identity (from a version's rule) differs from this run's."""
         saved = {k: v for k, v in saved.items() if k not in _NOT_IN_IDENTITY}
         mine = self.identity()
-        return sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+        # a setting added after the run was saved counts as its default there
+        defaults = PipelineConfig().identity()
+        return sorted(k for k in set(saved) | set(mine) if saved.get(k, defaults.get(k)) != mine.get(k))
 
     def with_updates(self, **updates: Any) -> "PipelineConfig":
         """Copy with the given (non-None) fields replaced."""
@@ -228,7 +232,7 @@ def _quick() -> PipelineConfig:
     # trials keeps those solved 1 or 2 times of 5 (sr_lss_0.5 of 3 trials keeps only 1-of-3 states)
     return PipelineConfig(name="quick", task="lift", demos=5, rounds=1, seeds=(233,),
                           policy_overrides=dict(QUICK_POLICY), train_epochs=800.0, min_train_steps=2500,
-                          train_step_cap=8000, noise_scale=0.01, threshold=0.7, init_states=30, trials=3,
+                          train_step_cap=8000, noise_scale=0.01, threshold=0.7, smooth=True, init_states=30, trials=3,
                           eval_states=100, eval_trials=2, max_steps=160, workers=2, envs=16, parallel=2,
                           record_demos=True)
 

@@ -60,7 +60,7 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
     chain = Chain(config.task, config.name, job.seed, job.branch)
     done: list[StepOutcome] = []
     if r > 0:
-        done.append(select_step(store, config, chain, r - 1))
+        done.append(select_step(store, config, chain, r - 1, progress=job.progress))
         try:
             curation_step(store, config, chain, r)
         except CurationPending as pending:
@@ -104,7 +104,7 @@ def describe(config: PipelineConfig, store: "Store", out: Path, executor_descrip
             f"  each round: train {config.budget_description()} ({config.preset}"
             f"{', fine-tuning the previous round' if config.init_from == 'previous' else ', from scratch'}); "
             f"{score} (noise {config.noise_scale:g} {config.noise_units}, tau {config.tau1:g}-{config.tau2:g}); "
-            f"select {rule}\n"
+            f"select {rule}{', smoothed and replay-verified' if config.smooth else ''}\n"
             f"  rollouts: {config.workers} process(es) x {config.envs} envs, {config.lanes} policy lanes, device "
             f"{config.resolved_device}\n"
             f"  store {store.location}; checkpoints and report in {out}; jobs: {executor_description}"

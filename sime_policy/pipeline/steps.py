@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sime_data.errors import VersionNotFoundError
-from sime_data.selection import create_selection_version
+from sime_data.selection import create_selection_version, select
 
 from ..exploration import NO_EXPLORATION, Exploration
 from .config import PipelineConfig
@@ -245,7 +245,8 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
 
 
 # ---------------------------------------------------------------------- selection
-def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int) -> StepOutcome:
+def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int,
+                progress: bool = True) -> StepOutcome:
     """Training version of round r + 1 = round r's training version + the selection from round r's data."""
     name = chain.train_version(round_ + 1, config.base_version)
     source = chain.data_version(round_, config.held_out)
@@ -257,8 +258,16 @@ def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: in
                 f"version {name!r} already exists with other settings (rule {rule.get('rule')}, source "
                 f"{rule.get('source')!r}); versions are immutable: run with another --name")
         return StepOutcome("select", name, ran=False)
+    replacements, extra = None, {"pipeline": config.identity()}
+    if config.smooth:
+        from ..smoothing import smooth_and_replay
+
+        chosen = select(store, source, config.rule, config.threshold, chain.seed)
+        smoothed = smooth_and_replay(store, config.task, chosen.episode_ids, progress=progress)
+        _say(chain, round_ + 1, f"data: {smoothed.describe()}")
+        replacements, extra = smoothed.replacements, {**extra, **smoothed.as_rule()}
     version = create_selection_version(store, name, source, config.rule, config.threshold, base=base,
-                                       seed=chain.seed, extra_rule={"pipeline": config.identity()})
+                                       seed=chain.seed, extra_rule=extra, replacements=replacements)
     _say(chain, round_ + 1, f"data: {version.message} -> {name} ({version.n_episodes} episodes)")
     return StepOutcome("select", name, ran=True)
 

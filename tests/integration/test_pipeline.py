@@ -170,9 +170,9 @@ def test_pipeline_on_a_local_ray_cluster(tmp_path: Path) -> None:
 
 def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
     store_path, out = tmp_path / "store", tmp_path / "out"
-    config = TINY.with_updates(name="cur", curate=True, init_states=1, trials=2)
-    first = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2"), capture_output=True,
-                           text=True, timeout=600)
+    config = TINY.with_updates(name="cur", curate=True, init_states=1, trials=2, smooth=True)
+    first = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2", "--smooth"),
+                           capture_output=True, text=True, timeout=600)
     assert first.returncode == 3, first.stdout[-2000:] + first.stderr[-2000:]
     sime, baseline = Chain("lift", "cur", 7, "sime"), Chain("lift", "cur", 7, "baseline")
     assert "sime-app" in first.stdout and sime.curated_version(1) in first.stdout
@@ -181,10 +181,13 @@ def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
     assert not (sime.checkpoint_dir(out, 1) / "final.ckpt").exists()
     for chain in (sime, baseline):                                    # the person trims the first demo's ends
         selection = store.version(chain.train_version(1, "lift/core_5"))
+        # --smooth: the selected rollouts were replaced by their smoothed, replay-verified copies
+        assert selection.rule["pipeline"]["smooth"] is True and "smoothing" in selection.rule
+        assert set(selection.rule["replaced"].values()) - {None} <= set(selection.episode_ids)
         first_demo = selection.episode_ids[0]
         store.create_version_from_trims(chain.curated_version(1), selection.name, {first_demo: [(2, 20)]})
-    second = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2"), capture_output=True,
-                            text=True, timeout=600)
+    second = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2", "--smooth"),
+                            capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     from sime_policy.checkpoint import checkpoint_info
 
