@@ -68,7 +68,10 @@ class Store:
             from .errors import StoreExistsError
 
             raise StoreExistsError(f"a store already exists at {sfs.location}")
-        create_store(sfs)
+        if sfs.is_local:
+            _create_local_then_publish(sfs.root, create_store)
+        else:  # object stores: no rename; the root file of the first format appears before the upgrades
+            create_store(sfs)
         return cls.open(location)
 
     @classmethod
@@ -278,6 +281,56 @@ class Store:
     def diff_versions(self, a: str, b: str) -> VersionDiff:
         """What b adds, removes and re-trims relative to a."""
         return diff_versions(self.version(a), self.version(b))
+
+
+#: Prefix of the hidden sibling directory a local store is built in before it appears under its name.
+_CREATING = ".creating-"
+
+
+def _create_local_then_publish(root: str, create: Any) -> None:
+    """Build a new local store in a hidden sibling directory, then rename it into place.
+
+    A reader polling the location (another process opening the store while `sime run` creates it)
+    sees no store or a complete one at the current format, never the first format's root file before
+    the upgrades that follow it. Leftovers of a killed creation are removed by the next one.
+    """
+    import fcntl
+    import shutil
+    import uuid
+
+    if os.path.isdir(root) and os.listdir(root):
+        create(StoreFS(root))  # a directory holding other files: build in place (it cannot be renamed onto)
+        return
+    parent, name = os.path.split(root.rstrip(os.sep))
+    os.makedirs(parent, exist_ok=True)
+    prefix = f".{name}{_CREATING}"
+    for entry in os.listdir(parent):
+        if entry.startswith(prefix):
+            stale = os.path.join(parent, entry)
+            try:
+                with open(os.path.join(stale, ".lock"), "a") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while its creator lives
+                shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                continue
+    staging = os.path.join(parent, prefix + uuid.uuid4().hex[:12])
+    os.makedirs(staging)
+    with open(os.path.join(staging, ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            create(StoreFS(staging))
+            os.remove(os.path.join(staging, ".lock"))
+            if os.path.isdir(root) and not os.listdir(root):
+                os.rmdir(root)  # an empty directory the user made for the store
+            try:
+                os.rename(staging, root)
+            except OSError as exc:
+                from .errors import StoreExistsError
+
+                raise StoreExistsError(f"a store appeared at {root} while this one was created: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def _recover_migration(sfs: StoreFS) -> None:

@@ -226,3 +226,33 @@ def test_memory_filesystem_store():
     version = again.create_version("all", ids)
     assert again.version("all").episode_ids == ids == version.episode_ids
     assert again.sql("SELECT count(*) AS n FROM episodes")["n"].iloc[0] == 4
+
+
+def test_a_store_being_created_is_never_seen_at_an_older_format(tmp_path):
+    # a second process polling the location while `sime run` creates the store sees nothing or the current format
+    import threading
+
+    from sime_data.errors import StoreNotFoundError
+
+    seen, errors, stop = [], [], threading.Event()
+
+    def poll(location):
+        while not stop.is_set():
+            try:
+                seen.append(sime_data.open_store(location).root_meta.schema_version)
+            except StoreNotFoundError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - e.g. OutdatedStoreError of a half-created store
+                errors.append(exc)
+
+    for i in range(5):
+        location = tmp_path / f"s{i}"
+        stop.clear()
+        watcher = threading.Thread(target=poll, args=(location,))
+        watcher.start()
+        sime_data.init_store(location)
+        stop.set()
+        watcher.join()
+    assert not errors, errors[:3]
+    assert set(seen) <= {sime_data.open_store(tmp_path / "s0").root_meta.schema_version}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left behind
