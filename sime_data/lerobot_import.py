@@ -35,6 +35,7 @@ from .metadata_types import check_metadata_types
 from .schema import RESERVED_COLUMNS, SETTABLE_COLUMNS, check_array_key
 from .versions import check_names_free
 from .writer import CommitBatch
+from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -562,28 +563,13 @@ def _check_meta(plan: _Plan, metas: list[dict[str, Any]]) -> None:
 
 
 def _import_of(store: "Store", sha: str) -> str | None:
-    """Name of the version of an earlier import of a directory with this content hash, if any."""
-    frame = store.versions()
-    for name, rule in zip(frame["name"], frame["rule"]):
-        try:
-            parsed = json.loads(rule) if isinstance(rule, str) else rule
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and parsed.get("kind") == IMPORT_RULE_KIND and parsed.get("sha256") == sha:
-            return str(name)
-    return None
+    """Name of the version of an earlier import of this content (sha256), if any."""
+    return version_of_import(store, IMPORT_RULE_KIND, sha)
 
 
 def _committed_episodes(store: "Store", sha: str) -> dict[int, str]:
     """LeRobot episode index -> store episode id of episodes already committed from this content hash."""
-    table = store.catalog.episode_columns(["episode_id", "meta"])
-    hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], sha), False))
-    out: dict[int, str] = {}
-    for eid, raw in zip(hits["episode_id"].to_pylist(), hits["meta"].to_pylist()):
-        record = json.loads(raw).get(META_KEY) or {}
-        if record.get("sha256") == sha:
-            out[int(record["episode_index"])] = eid
-    return out
+    return {int(record["episode_index"]): eid for eid, record in committed_import_records(store, META_KEY, sha)}
 
 
 # ============================================================================ import

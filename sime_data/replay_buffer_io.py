@@ -65,6 +65,7 @@ from .schema import check_array_key
 from .segment import SUPPORTED_KINDS, KeySpec
 from .versions import check_names_free
 from .writer import CommitBatch
+from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -602,30 +603,14 @@ def default_buffer_version(path: str | os.PathLike) -> str:
 
 
 def _import_of(store: "Store", sha: str) -> str | None:
-    """Name of the version of an earlier import of content with this sha256, if any."""
-    frame = store.versions()
-    for name, rule in zip(frame["name"], frame["rule"]):
-        try:
-            parsed = json.loads(rule) if isinstance(rule, str) else None
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and parsed.get("kind") == IMPORT_RULE_KIND and parsed.get("sha256") == sha:
-            return str(name)
-    return None
+    """Name of the version of an earlier import of this content (sha256), if any."""
+    return version_of_import(store, IMPORT_RULE_KIND, sha)
 
 
 def _committed_episodes(store: "Store", sha: str) -> dict[int, str]:
     """Buffer episode index -> episode id of episodes already committed from content with this sha256."""
-    import pyarrow.compute as pc
-
-    table = store.catalog.episode_columns(["episode_id", "meta"])
-    hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], sha), False))
-    out: dict[int, str] = {}
-    for eid, raw in zip(hits["episode_id"].to_pylist(), hits["meta"].to_pylist()):
-        record = (json.loads(raw) or {}).get(META_KEY) or {}
-        if record.get("sha256") == sha and isinstance(record.get("episode"), int):
-            out[record["episode"]] = eid
-    return out
+    return {record["episode"]: eid for eid, record in committed_import_records(store, META_KEY, sha)
+            if isinstance(record.get("episode"), int)}
 
 
 def _episode_meta(plan: _BufferPlan, index: int, sha: str) -> dict[str, Any]:

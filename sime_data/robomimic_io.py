@@ -38,6 +38,7 @@ from .processes import lock_fd
 from .schema import check_array_key
 from .versions import check_names_free
 from .writer import CommitBatch
+from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -361,31 +362,14 @@ def file_sha256(path: Path) -> str:
 
 
 def _import_of(store: "Store", sha: str) -> str | None:
-    """Name of the all-demos version of an earlier import of the file with this sha256, if any."""
-    frame = store.versions()
-    for name, rule in zip(frame["name"], frame["rule"]):
-        try:
-            parsed = json.loads(rule) if isinstance(rule, str) else None
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and parsed.get("kind") == IMPORT_RULE_KIND and parsed.get("sha256") == sha:
-            return str(name)
-    return None
+    """Name of the version of an earlier import of this content (sha256), if any."""
+    return version_of_import(store, IMPORT_RULE_KIND, sha)
 
 
 def _committed_demos(store: "Store", sha: str) -> dict[str, str]:
     """demo name -> episode id of episodes already committed from the file with this sha256."""
-    import pyarrow.compute as pc
-
-    table = store.catalog.episode_columns(["episode_id", "meta"])
-    hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], sha), False))
-    out: dict[str, str] = {}
-    for eid, raw in zip(hits["episode_id"].to_pylist(), hits["meta"].to_pylist()):
-        meta = json.loads(raw)
-        record = meta.get(META_KEY) or {}
-        if record.get("file_sha256") == sha:
-            out[str(record.get("demo"))] = eid
-    return out
+    return {str(record.get("demo")): eid
+            for eid, record in committed_import_records(store, META_KEY, sha, sha_field="file_sha256")}
 
 
 def import_robomimic(
