@@ -229,11 +229,13 @@ class PipelineConfig:
 def _quick() -> PipelineConfig:
     """End-to-end on a 2-core CPU in under 30 minutes, fitted before rollouts, scored on held-out states."""
     # threshold 0.7 with 3 trials keeps the states solved 1 or 2 times of 3, as sr_lss_0.5 with the paper's 5
-    # trials keeps those solved 1 or 2 times of 5 (sr_lss_0.5 of 3 trials keeps only 1-of-3 states)
+    # trials keeps those solved 1 or 2 times of 5 (sr_lss_0.5 of 3 trials keeps only 1-of-3 states).
+    # 150 held-out states x 2 trials = 300 pairs: the exact McNemar test then has ~80% power (simulated) for the
+    # +0.085 gain with 25% discordant pairs measured at 200 pairs, where 200 pairs had ~63%
     return PipelineConfig(name="quick", task="lift", demos=5, rounds=1, seeds=(233,),
                           policy_overrides=dict(QUICK_POLICY), train_epochs=800.0, min_train_steps=2500,
                           train_step_cap=8000, noise_scale=0.01, threshold=0.7, smooth=True, init_states=30, trials=3,
-                          eval_states=100, eval_trials=2, max_steps=160, workers=2, envs=16, parallel=2,
+                          eval_states=150, eval_trials=2, max_steps=160, workers=2, envs=16, parallel=2,
                           record_demos=True)
 
 
