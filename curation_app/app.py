@@ -12,7 +12,7 @@ if __package__ in (None, ""):  # run as a script by `streamlit run`: make the pa
 
 import sime_data  # noqa: E402
 
-from curation_app import auth, data  # noqa: E402
+from curation_app import auth, data, frames  # noqa: E402
 from curation_app.views import browser, overview, selection, trimming, versions  # noqa: E402
 
 #: Page key -> (label in the sidebar, one-line help, render function).
@@ -53,6 +53,7 @@ def main() -> None:
         except sime_data.StoreError as exc:
             st.error(str(exc))
             st.stop()
+        frames.prewarm(store)  # start the render worker early when the store has states to render from
         _sync_page_from_url()
         page = st.radio("Page", list(PAGES), key=PAGE_KEY, on_change=_on_page_change,
                         format_func=lambda k: PAGES[k][0], captions=[p[1] for p in PAGES.values()])

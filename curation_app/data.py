@@ -132,3 +132,19 @@ def episode_row(path: str, episode_id: str) -> dict[str, Any]:
     row = dict(get_store(path).episode(episode_id))
     row.pop("init_state", None)
     return row
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def episode_groups(path: str, token: str) -> dict[str, str]:
+    """{episode_id: 'eval' | 'collect' | 'explore' | '<branch> <kind>'} for episodes of a run's rollout versions."""
+    from .runs import episode_groups as groups_of
+
+    return groups_of(versions_table(path, token), lambda name: version_ranges(path, token, name))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def episode_labels(path: str, token: str) -> dict[str, str]:
+    """{episode_id: 'id · success/fail · length · round/branch'} for the episode pickers."""
+    from .display import episode_labels as labels_of
+
+    return labels_of(episodes_table(path, token), episode_groups(path, token))

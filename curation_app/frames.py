@@ -1,17 +1,23 @@
-"""Camera frames of an episode: stored images, or rendered from the recorded simulator states."""
+"""Camera frames of an episode: stored images, or rendered from the recorded simulator states.
+
+Rendering happens in the render worker process (`curation_app.render_worker`), which owns its GL
+context; this module only asks it, so no simulator is ever created in a Streamlit script thread.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-import streamlit as st
+
+from sime_data.video_export import to_rgb
+
+from . import render_worker
 
 #: Set to 0 to never start a simulator for rendering (e.g. on machines without EGL/OSMesa).
 ENV_RENDER = "SIME_APP_RENDER"
-_LOCK = threading.Lock()
 
 
 def image_keys(specs: Mapping[str, Any]) -> list[str]:
@@ -31,14 +37,8 @@ def lowdim_obs_keys(specs: Mapping[str, Any]) -> list[str]:
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
-    """A frame as uint8 HxWxC (or HxW) for st.image."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.dtype != np.uint8:
-        lo, hi = float(np.min(image)), float(np.max(image))
-        image = ((image - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-    return image
+    """A frame as uint8 HxWx3 for st.image (grey, one-channel, RGBA and float frames converted)."""
+    return to_rgb(np.asarray(image)[None])[0]
 
 
 def rendering_enabled() -> bool:
@@ -46,33 +46,101 @@ def rendering_enabled() -> bool:
     return os.environ.get(ENV_RENDER, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
-@st.cache_resource(show_spinner="Starting the simulator to render frames ...")
-def _sim_env(task: str) -> Any:
-    """One camera-enabled SimEnv per task for this server process (imported lazily)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from sime_policy.envs import SimEnv
+@dataclass(frozen=True)
+class EpisodeFrames:
+    """Where an episode's camera frames come from: stored keys, or a simulator and the recorded states."""
 
-    return SimEnv(task, cameras=True)
+    episode_id: str
+    task: str
+    length: int
+    stored: list[str] = field(default_factory=list)
+    rendered: list[str] = field(default_factory=list)
+    states: np.ndarray | None = None
+    model_xml: str | None = None
+    problem: str | None = None
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera keys there are frames of."""
+        return self.stored or self.rendered
+
+    @property
+    def from_states(self) -> bool:
+        """True when frames are rendered from simulator states."""
+        return not self.stored and bool(self.rendered)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def render_from_state(task: str, state: np.ndarray, model_xml: str | None) -> dict[str, np.ndarray]:
-    """Camera images of the simulator restored to `state` (raises on any simulator failure)."""
-    env = _sim_env(task)
-    with _LOCK:
-        obs = env.reset_to(state, model_xml)
-    return {k: np.asarray(v) for k, v in obs.items() if k.endswith("_image")}
-
-
-def rendered_frames(task: str, state: np.ndarray, model_xml: str | None) -> tuple[dict[str, np.ndarray], str | None]:
-    """(images, None) rendered from a state, or ({}, reason) when rendering is off or unavailable."""
+def render_problem(task: str) -> str | None:
+    """Why frames of `task` cannot be rendered from states here (None when they can, as far as known)."""
     if not rendering_enabled():
-        return {}, f"No camera frames are stored and rendering is off (${ENV_RENDER}=0)."
-    try:
-        from sime_policy.envs import task_names
+        return f"No camera frames are stored and rendering is off (${ENV_RENDER}=0)."
+    if not render_worker.simulator_installed():
+        return ("No camera frames are stored, and the simulator is not installed to render them from the recorded "
+                "states (`pip install -e '.[sim]'`).")
+    service = render_worker.get_service()
+    state, message = service.status()
+    if state == "failed":
+        return f"No camera frames are stored and rendering from states failed: {message}"
+    return None
 
-        if task not in task_names():
-            return {}, f"No camera frames are stored, and task '{task}' has no simulator to render them from."
-        return render_from_state(task, state, model_xml), None
-    except Exception as exc:  # robosuite/mujoco/EGL missing or broken: say so, keep the page usable
-        return {}, f"No camera frames are stored and rendering from states failed: {type(exc).__name__}: {exc}"
+
+def episode_frames(store: Any, row: Mapping[str, Any], specs: Mapping[str, Any],
+                   lowdim: Mapping[str, np.ndarray]) -> EpisodeFrames:
+    """How to get the camera frames of one episode (may wait for the render worker to start)."""
+    base = dict(episode_id=str(row["episode_id"]), task=str(row.get("task")), length=int(row["length"]))
+    stored = image_keys(specs)
+    if stored:
+        return EpisodeFrames(**base, stored=stored)
+    states = lowdim.get("states")
+    if states is None or not len(states):
+        return EpisodeFrames(**base, problem="This episode has no camera frames and no simulator states to render "
+                                             "them from.")
+    problem = render_problem(base["task"])
+    if problem:
+        return EpisodeFrames(**base, problem=problem)
+    service = render_worker.get_service()
+    try:
+        cameras = service.cameras(base["task"])
+    except render_worker.RenderError as exc:
+        return EpisodeFrames(**base, problem=f"No camera frames are stored and rendering from states failed: {exc}")
+    if not cameras:
+        return EpisodeFrames(**base, problem=f"No camera frames are stored, and task '{base['task']}' has no "
+                                             "simulator to render them from.")
+    return EpisodeFrames(**base, rendered=cameras, states=np.asarray(states, np.float64),
+                         model_xml=store.model_xml(base["episode_id"]))
+
+
+def rendered_images(source: EpisodeFrames, frames: list[int], *, priority: int = render_worker.PRIORITY_FRAME
+                    ) -> dict[str, np.ndarray]:
+    """{camera: (len(frames), H, W, 3)} rendered from the states at `frames` (raises RenderError)."""
+    assert source.states is not None
+    return render_worker.get_service().render(source.task, source.model_xml, source.states[frames],
+                                              source.rendered, priority=priority)
+
+
+_PREWARMED: set[str] = set()
+
+
+def prewarm(store: Any) -> None:
+    """Start the render worker and load the simulator of the store's newest episode with states (once per store
+    and server; returns at once)."""
+    if store.location in _PREWARMED or not rendering_enabled() or not render_worker.simulator_installed():
+        return
+    _PREWARMED.add(store.location)
+    service = render_worker.get_service()
+    if service.status()[0] != "off":
+        return
+    try:
+        found = store.sql("SELECT episode_id, task FROM episodes WHERE list_contains(keys, 'states') "
+                          "AND task IS NOT NULL ORDER BY created_at DESC LIMIT 1", timeout_s=10, max_rows=10)
+    except Exception:  # noqa: BLE001 - prewarming is an optimisation only
+        return
+    if found.empty:
+        return
+    service.start()
+    episode_id, task = str(found["episode_id"][0]), str(found["task"][0])
+    try:
+        state = store.read_episode(episode_id, keys=["states"], start=0, stop=1)["states"]
+        service.warm(task, store.model_xml(episode_id), state)
+    except Exception:  # noqa: BLE001
+        return

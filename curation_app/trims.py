@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 Range = tuple[int, int]
+#: Missing-value mark (the same as curation_app.display.NULL).
+NULL = "—"
 
 
 def normalise(ranges: Iterable[Sequence[int]]) -> list[Range]:
@@ -145,7 +147,7 @@ class TrimQueue:
             rows.append({
                 "episode_id": e,
                 "action": "drop" if self.is_dropped(e) else "trim",
-                "keep frames": "-" if self.is_dropped(e) else ", ".join(f"{s}–{t - 1}" for s, t in self.keep_ranges(e)),
+                "keep frames": NULL if self.is_dropped(e) else ", ".join(f"{s}–{t - 1}" for s, t in self.keep_ranges(e)),
                 "frames_before": count(self._ranges(e)),
                 "frames_after": count(self.keep_ranges(e)),
             })

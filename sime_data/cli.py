@@ -242,6 +242,24 @@ def cmd_import_replay_buffer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_video(args: argparse.Namespace) -> int:
+    """Write mp4s of a version's episodes (trims applied) or of one episode, or one grid video of them."""
+    from .video_export import export_video, find_renderer
+
+    store = _open(args)
+    result = export_video(store, args.target, args.out_dir, grid=args.grid, fps=args.fps, camera=args.camera,
+                          columns=args.columns, renderer=find_renderer(), overwrite=args.overwrite,
+                          max_grid=args.max_grid, progress=not args.quiet)
+    what = "grid video" if args.grid else f"video{'s' if len(result.paths) != 1 else ''}"
+    console.print(f"wrote {len(result.paths)} {what} of {len(result.episodes)} episode(s) ({sum(result.frames)} "
+                  f"frames, camera {result.camera}, {result.fps:g} fps) to {args.out_dir}", highlight=False)
+    for path in result.paths[:10]:
+        console.print(f"  {path}", highlight=False)
+    if len(result.paths) > 10:
+        console.print(f"  ... {len(result.paths) - 10} more", highlight=False)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every committed row, version and chunk; exit 1 on damage."""
     from .maintenance import verify
@@ -437,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="task name recorded with the episodes")
     p.add_argument("--version", help="name of the version holding the episodes (default: the buffer's name)")
     p.add_argument("--source", default="replay_buffer")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p = add("export-video", cmd_export_video,
+            "write mp4s of a version's episodes (trims applied) or of one episode, one per episode or a grid; "
+            "frames stored, or rendered from simulator states")
+    p.add_argument("target", metavar="VERSION_OR_EPISODE", help="a version name or an episode id")
+    p.add_argument("out_dir")
+    p.add_argument("--grid", action="store_true", help="one video with the episodes tiled side by side")
+    p.add_argument("--columns", type=int, help="grid columns (default: about the square root of the count)")
+    p.add_argument("--max-grid", type=int, default=64, help="most episodes in one grid (default 64)")
+    p.add_argument("--camera", help="camera key, e.g. obs/agentview_image (default: the first episode's first)")
+    p.add_argument("--fps", type=float, help="frames per second (default: the episode's own, else 20)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p = add("verify", cmd_verify, "check every referenced chunk and row; exit 1 on damage")
     p.add_argument("--no-chunks", action="store_true", help="skip reading array chunks (metadata only)")

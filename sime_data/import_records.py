@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow.compute as pc
 
+from .versions import rule_dict
+
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
@@ -15,11 +17,8 @@ def version_of_import(store: "Store", rule_kind: str, sha: str) -> str | None:
     """Name of the version an earlier import (rule `kind`) of content with this sha256 created, if any."""
     frame = store.versions()
     for name, rule in zip(frame["name"], frame["rule"]):
-        try:
-            parsed = json.loads(rule) if isinstance(rule, str) else rule
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and parsed.get("kind") == rule_kind and parsed.get("sha256") == sha:
+        parsed = rule_dict(rule)
+        if parsed.get("kind") == rule_kind and parsed.get("sha256") == sha:
             return str(name)
     return None
 

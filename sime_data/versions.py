@@ -23,6 +23,17 @@ if TYPE_CHECKING:  # pragma: no cover
 ManifestLike = pd.DataFrame | Sequence[str] | Sequence[tuple[str, int, int]]
 
 
+def rule_dict(rule: Any) -> dict[str, Any]:
+    """A version's rule as a dict, from the catalog's JSON text (empty when absent or not an object)."""
+    if isinstance(rule, dict):
+        return rule
+    try:
+        value = json.loads(rule) if isinstance(rule, str) and rule else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class Version:
     """A named, immutable selection of episode frame ranges plus how it was made."""

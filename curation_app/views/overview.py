@@ -1,4 +1,4 @@
-"""Overview page: counts, success rates per round and branch, per-initial-state histogram, SQL box."""
+"""Overview page: counts, success rates per round and kind of rollout, per-initial-state histogram, SQL box."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sime_data.errors import SQLResultTooLargeError, SQLTimeoutError
 
 from .. import data
 from ..charts import bar_chart, sr_histogram
+from ..display import NULL, table
+from ..runs import KIND_HELP, rates_by_group
 
 DEFAULT_SQL = ("SELECT init_state_id, count(*) AS trials, avg(success::INT) AS success_rate\n"
                "FROM episodes WHERE source = 'rollout'\nGROUP BY init_state_id ORDER BY success_rate LIMIT 100")
@@ -19,22 +21,11 @@ def counts_table(episodes: pd.DataFrame) -> pd.DataFrame:
     """Episodes, frames and success rate per (source, task, round)."""
     if episodes.empty:
         return pd.DataFrame(columns=["source", "task", "round", "episodes", "frames", "success_rate"])
-    frame = episodes.assign(round=[("-" if pd.isna(r) else str(int(r))) for r in episodes["round"]],
+    frame = episodes.assign(round=[(NULL if pd.isna(r) else str(int(r))) for r in episodes["round"]],
                             ok=episodes["success"].astype("Float64"))
     out = frame.groupby(["source", "task", "round"], dropna=False, sort=True).agg(
         episodes=("episode_id", "size"), frames=("length", "sum"), success_rate=("ok", "mean")).reset_index()
     return out
-
-
-def rates_by_round_branch(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Success rate and count per (round, branch) of episodes that have a round."""
-    frame = episodes[episodes["round"].notna()]
-    if frame.empty:
-        return pd.DataFrame(columns=["round", "branch", "episodes", "success_rate"])
-    frame = frame.assign(round=frame["round"].astype("Int64").astype(str), branch=frame["branch"].fillna("main"),
-                         ok=frame["success"].astype("Float64"))
-    return frame.groupby(["round", "branch"], sort=True).agg(
-        episodes=("episode_id", "size"), success_rate=("ok", "mean")).reset_index()
 
 
 def per_state_rates(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +41,7 @@ def _metrics(episodes: pd.DataFrame, n_versions: int) -> None:
     cols[0].metric("Episodes", f"{len(episodes):,}")
     cols[1].metric("Frames", f"{int(episodes['length'].sum()) if len(episodes) else 0:,}")
     rate = episodes["success"].astype("Float64").mean() if len(episodes) else None
-    cols[2].metric("Success rate", "-" if rate is None or pd.isna(rate) else f"{rate:.1%}")
+    cols[2].metric("Success rate", NULL if rate is None or pd.isna(rate) else f"{rate:.1%}")
     cols[3].metric("Initial states", f"{episodes['init_state_id'].nunique():,}")
     cols[4].metric("Versions", f"{n_versions:,}")
 
@@ -84,6 +75,33 @@ def _histogram_section(path: str, token: str, episodes: pd.DataFrame) -> None:
                                                                                    max_value=1, format="%.2f")})
 
 
+def sql_error_text(exc: Exception) -> str:
+    """The error as markdown, DuckDB's message in a monospace block so its ^ marker sits under the right column."""
+    text = str(exc).replace("`" * 3, "'" * 3)
+    return f"The query failed:\n```text\n{text}\n```"
+
+
+def _rounds_section(path: str, token: str, episodes: pd.DataFrame) -> None:
+    st.subheader("Success rate by round")
+    rates = rates_by_group(episodes, data.episode_groups(path, token))
+    if rates.empty:
+        st.info("No episode records a round yet.")
+        return
+    st.altair_chart(bar_chart(rates.rename(columns={"group": "rollouts"}), "round", "success_rate",
+                              color="rollouts", y_title="success rate",
+                              title="per round: one bar per kind of rollout"), width="stretch")
+    st.dataframe(table(rates.rename(columns={"group": "rollouts", "success_rate": "success rate"})),
+                 hide_index=True, width="stretch", height=min(260, 38 + 35 * len(rates)))
+    kinds = set(rates["group"].str.rsplit(" ", n=1).str[-1])
+    explained = [f"**{k}**: {KIND_HELP[k]}" for k in KIND_HELP if k in kinds]
+    if explained:
+        st.caption("Round 0 is shared by both branches. " + "; ".join(explained) + ". After round 0 the branch "
+                   "(baseline / sime) comes first. Rollouts in no run version are shown by branch, else as "
+                   "'unlabelled'.")
+    else:
+        st.caption("One bar per branch (the rollouts of a `sime run` are split into eval / collect / explore).")
+
+
 def _sql_section(path: str, token: str) -> None:
     st.subheader("SQL")
     timeout_s, max_rows = data.sql_limits()
@@ -108,10 +126,10 @@ def _sql_section(path: str, token: str) -> None:
         st.error(f"Stopped: {exc}")
         return
     except sime_data.SQLError as exc:
-        st.error(f"The query failed: {exc}")
+        st.error(sql_error_text(exc))
         return
     st.caption(f"{len(result):,} rows")
-    st.dataframe(result, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(result), 1)))
+    st.dataframe(table(result), hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(result), 1)))
     st.download_button("Download CSV", result.to_csv(index=False).encode(), file_name="query.csv", mime="text/csv",
                        key="ov_sql_csv")
 
@@ -131,16 +149,9 @@ def render(path: str) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader("Episodes by source, task and round")
-        st.dataframe(counts_table(episodes), hide_index=True, width="stretch",
-                     column_config={"success_rate": st.column_config.NumberColumn("success rate", format="%.3f")})
+        st.dataframe(table(counts_table(episodes).rename(columns={"success_rate": "success rate"})),
+                     hide_index=True, width="stretch")
     with right:
-        st.subheader("Success rate by round")
-        table = rates_by_round_branch(episodes)
-        if table.empty:
-            st.info("No episode records a round yet.")
-        else:
-            st.altair_chart(bar_chart(table, "round", "success_rate", color="branch", y_title="success rate",
-                                      title="per round, one bar per branch"),
-                            width="stretch")
+        _rounds_section(path, token, episodes)
     _histogram_section(path, token, episodes)
     _sql_section(path, token)

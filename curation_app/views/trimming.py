@@ -6,11 +6,22 @@ import pandas as pd
 import streamlit as st
 
 from .. import data
+from ..components import key_queue
+from ..display import table
 from ..saving import save_version, suggest_name
 from ..trims import TrimQueue, count
 from .episode import show_episode
 
 QUEUES = "tr_queues"
+#: The episode being trimmed. Kept apart from the episode picker's widget value: a rerun interrupted by the
+#: next key press would otherwise bring back the picker's stale value from the browser (and D would drop the
+#: episode before the one N moved to).
+CURRENT = "tr_current"
+#: Bumped whenever the app (not the picker) changes CURRENT, so the picker starts afresh on the new episode.
+NAV = "tr_nav"
+#: Keyboard shortcuts of the page (captured by a queue that never drops a key, see components.key_queue).
+SHORTCUTS = {"n": "next", "p": "previous", "k": "keep & next", "d": "drop & next", "u": "reset episode"}
+KEYS_ACK = "tr_keys_ack"
 
 
 def get_queue(path: str, token: str, base: str) -> TrimQueue:
@@ -35,7 +46,18 @@ def _forget_widgets(base: str, eid: str) -> None:
 
 
 def _go(queue: TrimQueue, step: int) -> None:
-    st.session_state["tr_episode"] = queue.neighbour(st.session_state["tr_episode"], step)
+    _set_current(queue.neighbour(st.session_state[CURRENT], step))
+
+
+def _set_current(eid: str) -> None:
+    if st.session_state.get(CURRENT) != eid:
+        st.session_state[CURRENT] = eid
+        st.session_state[NAV] = st.session_state.get(NAV, 0) + 1
+
+
+def picker_key() -> str:
+    """Widget key of the episode picker right now."""
+    return f"tr_episode::{st.session_state.get(NAV, 0)}"
 
 
 def _on_window(queue: TrimQueue, eid: str) -> None:
@@ -86,12 +108,28 @@ def _on_save(path: str, queue: TrimQueue) -> None:
         st.session_state["tr_message"] = ""
 
 
-def _label(queue: TrimQueue, eid: str) -> str:
+def apply_key(queue: TrimQueue, key: str) -> None:
+    """What one shortcut does to the queue and the current episode (N, P, K, D, U)."""
+    eid = st.session_state[CURRENT]
+    if key == "n":
+        _go(queue, 1)
+    elif key == "p":
+        _go(queue, -1)
+    elif key == "k":
+        _on_keep(queue, eid)
+    elif key == "d":
+        _on_drop(queue, eid)
+    elif key == "u":
+        _on_reset(queue, eid)
+
+
+def _label(queue: TrimQueue, eid: str, labels: dict[str, str]) -> str:
+    text = labels.get(eid, eid)
     if queue.is_dropped(eid):
-        return f"{eid}  · dropped"
+        return f"{text}  · DROPPED"
     if queue.is_changed(eid):
-        return f"{eid}  · trimmed"
-    return eid
+        return f"{text}  · trimmed"
+    return text
 
 
 def _editor(queue: TrimQueue, eid: str, length: int) -> None:
@@ -120,13 +158,13 @@ def _editor(queue: TrimQueue, eid: str, length: int) -> None:
     st.caption(f"Status: **{status}** · keeps {count(kept)} of {count(queue.base_ranges[eid])} frames "
                f"({', '.join(f'{a}–{b - 1}' for a, b in kept) or 'none'})")
     row = st.container(horizontal=True)
-    row.button("Previous", key="tr_prev", on_click=_go, args=(queue, -1), shortcut="P", icon=":material/arrow_back:")
-    row.button("Next", key="tr_next", on_click=_go, args=(queue, 1), shortcut="N", icon=":material/arrow_forward:")
-    row.button("Keep & next", key="tr_keep", on_click=_on_keep, args=(queue, eid), shortcut="K", type="primary",
+    row.button("Previous", key="tr_prev", on_click=_go, args=(queue, -1), icon=":material/arrow_back:")
+    row.button("Next", key="tr_next", on_click=_go, args=(queue, 1), icon=":material/arrow_forward:")
+    row.button("Keep & next", key="tr_keep", on_click=_on_keep, args=(queue, eid), type="primary",
                icon=":material/check:")
-    row.button("Drop & next", key="tr_drop", on_click=_on_drop, args=(queue, eid), shortcut="D",
+    row.button("Drop & next", key="tr_drop", on_click=_on_drop, args=(queue, eid),
                icon=":material/delete:")
-    row.button("Reset episode", key="tr_reset", on_click=_on_reset, args=(queue, eid), shortcut="U",
+    row.button("Reset episode", key="tr_reset", on_click=_on_reset, args=(queue, eid),
                icon=":material/restart_alt:")
 
 
@@ -139,7 +177,7 @@ def _save_section(path: str, token: str, queue: TrimQueue) -> None:
     c2.metric("Episodes dropped", len(queue.drops()))
     c3.metric("Frames kept", f"{after:,} / {before:,}")
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(300, 38 + 35 * len(rows)))
+        st.dataframe(table(pd.DataFrame(rows)), hide_index=True, width="stretch", height=min(300, 38 + 35 * len(rows)))
     else:
         st.caption("Nothing queued yet. Adjust the keep window, remove a segment or drop an episode.")
     if "tr_name" not in st.session_state:
@@ -168,11 +206,18 @@ def render(path: str) -> None:
     base = c1.selectbox("Base version", names, key="tr_base",
                         help="The new version = this version with your trims and drops applied; nothing is deleted.")
     queue = get_queue(path, token, base)
-    if st.session_state.get("tr_episode") not in queue.base_ranges:
-        st.session_state["tr_episode"] = queue.episode_ids[0]
+    if st.session_state.get(CURRENT) not in queue.base_ranges:
+        _set_current(queue.episode_ids[0])
+    for _seq, key in key_queue("tr_keys", "".join(SHORTCUTS), KEYS_ACK):
+        apply_key(queue, key)
     ids = queue.episode_ids
-    eid = c2.selectbox(f"Episode ({len(ids)} in the base version)", ids, key="tr_episode",
-                       format_func=lambda e: _label(queue, e), help="N / P move to the next / previous episode")
+    labels = data.episode_labels(path, token)
+    current = st.session_state[CURRENT]
+    eid = c2.selectbox(f"Episode ({len(ids)} in the base version)", ids, key=picker_key(), index=ids.index(current),
+                       format_func=lambda e: _label(queue, e, labels),
+                       help="id · outcome · length · round/branch. N / P move to the next / previous episode")
+    if eid != current:  # picked by the user
+        st.session_state[CURRENT] = eid
     length = int(data.episode_row(path, eid)["length"])
 
     def controls() -> list[tuple[int, int]]:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from .. import data
 from ..charts import lineage_dot, version_kind
+from ..display import NULL, table
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -23,9 +24,23 @@ def version_list(versions: pd.DataFrame) -> pd.DataFrame:
         return versions
     out = versions.assign(
         kind=[version_kind(r, p if p is not None else []) for r, p in zip(versions["rule"], versions["parents"])],
-        parents=[", ".join(p) if p is not None and len(p) else "-" for p in versions["parents"]])
+        parents=[", ".join(p) if p is not None and len(p) else NULL for p in versions["parents"]])
     cols = ["name", "kind", "parents", "message", "n_episodes", "n_frames", "success_rate", "created_at"]
     return out[cols].iloc[::-1].reset_index(drop=True)
+
+
+def parent_of(versions: pd.DataFrame, name: str) -> str | None:
+    """The first parent of a version that still exists, else None."""
+    names = set(versions["name"])
+    row = versions[versions["name"] == name]
+    parents = list(row["parents"].iloc[0]) if len(row) and row["parents"].iloc[0] is not None else []
+    return next((p for p in parents if p in names), None)
+
+
+def default_pair(versions: pd.DataFrame) -> str:
+    """The version the diff shows first: the newest one that has a parent (else the newest)."""
+    names = list(reversed(versions["name"].tolist()))
+    return next((n for n in names if parent_of(versions, n) is not None), names[0])
 
 
 def render(path: str) -> None:
@@ -38,10 +53,10 @@ def render(path: str) -> None:
         return
     st.caption("Versions are immutable manifests of (episode, frame range); trims and selections make new ones, "
                "so every training set can be traced back to the demonstrations.")
-    st.dataframe(version_list(versions), hide_index=True, width="stretch", height=min(420, 38 + 35 * len(versions)),
-                 column_config={"success_rate": st.column_config.NumberColumn("success rate", format="%.3f"),
-                                "n_episodes": "episodes", "n_frames": "frames",
-                                "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")})
+    listed = version_list(versions).rename(columns={"success_rate": "success rate"})
+    listed["created_at"] = pd.to_datetime(listed["created_at"], errors="coerce").dt.strftime("%Y-%m-%d %H:%M")
+    st.dataframe(table(listed), hide_index=True, width="stretch", height=min(420, 38 + 35 * len(versions)),
+                 column_config={"n_episodes": "episodes", "n_frames": "frames", "created_at": "created"})
     names = list(reversed(versions["name"].tolist()))
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -52,19 +67,29 @@ def render(path: str) -> None:
             st.code(data.get_store(path).version(focus).describe(), language=None)
     with right:
         st.subheader("Diff")
-        a = st.selectbox("From (A)", names, index=min(1, len(names) - 1), key="vs_a")
-        b = st.selectbox("To (B)", names, index=0, key="vs_b")
+        b = st.selectbox("Version (B)", names, index=names.index(default_pair(versions)), key="vs_b",
+                         help="compared with its parent unless you pick another version below")
+        base = parent_of(versions, b)
+        a = st.selectbox("Compared with (A)", names, index=None if base is None else names.index(base),
+                         key=f"vs_a::{b}", placeholder="B has no parent: pick a version to compare with",
+                         help="defaults to B's parent")
+        if a is None:
+            st.info(f"`{b}` has no parent version. Pick a version to compare it with.")
+            return
         diff = cached_diff(path, token, a, b)
         st.markdown(f"**{diff['summary']}**")
-        m = st.columns(2)
-        m[0].metric("Episodes added", len(diff["added"]))
-        m[1].metric("Episodes removed", len(diff["removed"]))
-        m = st.columns(2)
-        m[0].metric("Episodes re-trimmed", len(diff["changed"]))
-        m[1].metric("Frames added / removed", f"+{diff['frames_added']} / -{diff['frames_removed']}")
+        added, removed = diff["frames_added"], diff["frames_removed"]
+        for (label_a, value_a), (label_b, value_b) in (
+                (("Episodes added", len(diff["added"])), ("Episodes removed", len(diff["removed"]))),
+                (("Episodes re-trimmed", len(diff["changed"])), ("Frames added", f"+{added:,}" if added else "0")),
+                (("Frames removed", f"-{removed:,}" if removed else "0"), (None, None))):
+            m = st.columns(2)
+            m[0].metric(label_a, value_a)
+            if label_b:
+                m[1].metric(label_b, value_b)
         tabs = st.tabs(["Added", "Removed", "Re-trimmed"])
         tabs[0].dataframe(pd.DataFrame({"episode_id": diff["added"]}), hide_index=True, width="stretch", height=200)
         tabs[1].dataframe(pd.DataFrame({"episode_id": diff["removed"]}), hide_index=True, width="stretch", height=200)
         changed = diff["changed"].assign(ranges_a=lambda f: f["ranges_a"].astype(str),
                                          ranges_b=lambda f: f["ranges_b"].astype(str))
-        tabs[2].dataframe(changed, hide_index=True, width="stretch", height=200)
+        tabs[2].dataframe(table(changed), hide_index=True, width="stretch", height=200)

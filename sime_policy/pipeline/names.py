@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
 
 # <task>/sime/<run>/seed<seed>/round0/{eval,collect,explore}
 # <task>/sime/<run>/seed<seed>/<branch>/round<r>            training version of round r >= 1
@@ -75,14 +74,3 @@ def parse_rollout_name(name: str) -> dict[str, str | int | None] | None:
     parts: dict[str, str | int | None] = dict(match.groupdict())
     parts["seed"], parts["round"] = int(match["seed"]), int(match["round"])
     return parts
-
-
-def rule_dict(rule: Any) -> dict[str, Any]:
-    """A version's rule as a dict, from the catalog's JSON text (empty when absent or not an object)."""
-    if isinstance(rule, dict):
-        return rule
-    try:
-        value = json.loads(rule) if isinstance(rule, str) and rule else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -17,7 +17,9 @@ import pandas as pd
 from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
 from ..rollout_report import binomial_stderr
 from .config import BRANCHES
-from .names import parse_rollout_name, rule_dict
+from sime_data.versions import rule_dict
+
+from .names import parse_rollout_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store

@@ -11,10 +11,11 @@ import numpy as np
 
 from sime_data.errors import VersionNotFoundError
 from sime_data.selection import create_selection_version, select
+from sime_data.versions import rule_dict
 
 from ..exploration import NO_EXPLORATION, Exploration
 from .config import PipelineConfig
-from .names import Chain, rule_dict
+from .names import Chain
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store

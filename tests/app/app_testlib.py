@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -98,8 +99,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(store: Path, log_path: Path, *args: str, env: dict | None = None,
-              cwd: Path | None = None) -> Iterator[str]:
-    """Run `sime-app --store STORE --port P --headless ARGS` (in `cwd`) and yield its base URL; stopped afterwards."""
+              cwd: Path | None = None, render: bool = False) -> Iterator[str]:
+    """Run `sime-app --store STORE --port P --headless ARGS` (in `cwd`) and yield its base URL; stopped afterwards.
+
+    Rendering frames from simulator states is off unless `render`."""
     from curation_app.cli import stop_server, wait_until_serving
 
     port = free_port()
@@ -107,7 +110,7 @@ def serve_app(store: Path, log_path: Path, *args: str, env: dict | None = None,
     cmd = [cli] if cli else [sys.executable, "-m", "curation_app.cli"]
     repo = str(Path(__file__).resolve().parents[2])  # importable from any cwd, installed or not
     base = dict(os.environ if env is None else env)
-    server_env = dict(base, SIME_APP_RENDER="0", PYTHONPATH=os.pathsep.join(p for p in (repo, base.get("PYTHONPATH")) if p))
+    server_env = dict(base, SIME_APP_RENDER="1" if render else "0", PYTHONPATH=os.pathsep.join(p for p in (repo, base.get("PYTHONPATH")) if p))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([*cmd, "--store", str(store), "--port", str(port), "--headless", *args],
                                 stdout=log, stderr=subprocess.STDOUT, env=server_env, cwd=cwd)
@@ -170,3 +173,88 @@ def open_page(page: str) -> Any:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+# ---------------------------------------------------------------------- a real Lift episode (render tests)
+LIFT_STEPS = 24
+#: Frames whose reference images are rendered directly by SimEnv (frame 0 was the broken one).
+REF_FRAMES = (0, 9, 23)
+
+
+@dataclass
+class LiftRecording:
+    """A short scripted Lift episode: per-step states and eef positions, the model XML, and reference images
+    of REF_FRAMES rendered directly by `SimEnv(task, cameras=True).reset_to(state, xml)` in this thread."""
+
+    states: np.ndarray
+    eef: np.ndarray
+    actions: np.ndarray
+    model_xml: str
+    refs: dict[int, dict[str, np.ndarray]]
+
+
+#: Made once per test process: a session fixture imported into several test modules runs once per module.
+_ONCE: dict[str, Any] = {}
+
+
+def _need_simulator() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("robosuite") is None:
+        pytest.skip("rendering needs the sim extra (robosuite)")
+
+
+@pytest.fixture(scope="session")
+def render_service() -> Any:
+    """This test process's render worker, started now (ask for it before `lift_recording`: they overlap)."""
+    _need_simulator()
+    from curation_app.render_worker import get_service
+
+    service = get_service()
+    service.start()
+    return service
+
+
+@pytest.fixture(scope="session")
+def lift_recording() -> LiftRecording:
+    """The recording, made once per test process (one camera-enabled SimEnv, about 15 s)."""
+    if "lift" not in _ONCE:
+        _ONCE["lift"] = _record_lift()
+    return _ONCE["lift"]
+
+
+def _record_lift() -> LiftRecording:
+    _need_simulator()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from sime_policy.envs import SimEnv
+
+    try:
+        env = SimEnv("lift", cameras=True, seed=5)
+    except Exception as exc:  # noqa: BLE001 - no headless GL on this machine
+        pytest.skip(f"no camera-enabled simulator here: {type(exc).__name__}: {exc}")
+    try:
+        obs = env.reset()
+        states, eef, actions = [], [], []
+        for t in range(LIFT_STEPS):
+            states.append(env.get_state())
+            eef.append(np.asarray(obs["robot0_eef_pos"], np.float32))
+            action = env.eef_action(-1.0 if t < LIFT_STEPS // 2 else 1.0)
+            action[2] -= 0.012 * min(t, 12)
+            action[0] += 0.004 * t
+            actions.append(action.astype(np.float32))
+            obs, *_ = env.step(action)
+        xml = env.model_xml()
+        refs = {t: {k: v for k, v in env.reset_to(states[t], xml).items() if k.endswith("_image")} for t in REF_FRAMES}
+    finally:
+        env.close()
+    return LiftRecording(np.stack(states), np.stack(eef), np.stack(actions), xml, refs)
+
+
+def add_lift_episode(store: sime_data.Store, rec: LiftRecording) -> str:
+    """Write the recording into `store` as a round-0 rollout without camera frames; returns its episode id."""
+    with store.writer(source="rollout", task="lift", model_xml=rec.model_xml, round=0, explore_mode="none") as w:
+        for t in range(len(rec.states)):
+            w.add_step(obs={"robot0_eef_pos": rec.eef[t]}, action=rec.actions[t], reward=0.0,
+                       done=t == len(rec.states) - 1, state=rec.states[t])
+        w.finish(success=False, init_state_id="lift-rendered", trial=0)
+        return w.episodes_committed[-1]

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import sime_data
 
-from app_testlib import APP_FILE, LENGTH, TRIALS, _template_store, app_store, open_page  # noqa: F401 (fixtures)
+from app_testlib import APP_FILE, LENGTH, TRIALS, open_page
 
 
 
@@ -19,6 +19,11 @@ def button(at: AppTest, label: str):
     found = [b for b in at.button if b.label == label]
     assert found, f"no button {label!r}; have {[b.label for b in at.button]}"
     return found[0]
+
+
+def episode_picker(at: AppTest):
+    """The trimming page's episode picker (its widget key changes whenever N/P/K/D move on)."""
+    return next(s for s in at.selectbox if s.label.startswith("Episode ("))
 
 
 def texts(at: AppTest) -> str:
@@ -77,8 +82,36 @@ def test_browser_filters_and_frames(app_store: Path) -> None:
     assert row["init_state_id"] == "state1" and row["success"]
     assert "exploration **sime**" in texts(at) and "τ2 1" in texts(at)
     at.slider(key=f"br_frame_{eid}").set_value(5).run()
-    assert at.image and at.image[0].captions == ["agentview_image · frame 5"]
+    captions = [c for image in at.image for c in image.captions]
+    assert "agentview · frame 5" in captions and any(c.startswith("Filmstrip (agentview_image)") for c in captions)
     assert len(at.get("vega_lite_chart")) >= 2  # actions + observations, current frame marked
+    label = at.selectbox(key="br_episode").format_func(eid)
+    assert label == f"{eid} · success · {LENGTH} frames · round 0/sime"
+
+
+def test_missing_values_read_one_way(app_store: Path) -> None:
+    """Issue 13: nulls showed as nan / None / - ; the app writes them as — everywhere."""
+    at = open_page("overview")
+    counts = at.dataframe[0].value
+    assert counts.loc[counts["source"] == "demo", "round"].tolist() == ["—"]
+    at.text_area(key="ov_sql").set_value("SELECT NULL::DOUBLE AS x, NULL AS y, 1.5 AS z")
+    button(at, "Run query").click().run()
+    assert at.dataframe[-1].value.to_dict("records") == [{"x": "—", "y": "—", "z": 1.5}]
+    browser = open_page("browser")
+    table = browser.dataframe[0].value
+    assert set(table.loc[table["source"] == "demo", "branch"]) == {"—"}
+    assert "None" not in texts(browser) and "nan" not in texts(browser).split()
+
+
+def test_sql_errors_in_monospace(app_store: Path) -> None:
+    at = open_page("overview")
+    at.text_area(key="ov_sql").set_value("SELECT episode_id,, success FROM episodes")
+    button(at, "Run query").click().run()
+    error = at.error[0].value
+    block = error.split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()  # rendered as a <pre> block
+    line = next(b for b in block if b.startswith("LINE 1: "))
+    marker = block[block.index(line) + 1]
+    assert line[marker.index("^")] == ","  # the ^ sits under the stray comma in a monospace font
 
 
 def test_browser_without_images_says_why(app_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +132,7 @@ def test_trim_queue_and_save(app_store: Path) -> None:
     store = sime_data.open_store(app_store)
     at = open_page("trimming")
     at.selectbox(key="tr_base").set_value("round0/rollouts").run()
-    first = at.selectbox(key="tr_episode").value
+    first = episode_picker(at).value
     ids = store.version("round0/rollouts").episode_ids
     assert first == ids[0]
     at.slider(key=f"tr_window::round0/rollouts::{first}").set_value((2, 12)).run()  # keep frames 2..12
@@ -107,9 +140,9 @@ def test_trim_queue_and_save(app_store: Path) -> None:
     at.button(key="tr_remove").click().run()
     assert "keeps 9 of 16 frames" in texts(at)
     at.button(key="tr_next").click().run()
-    assert at.selectbox(key="tr_episode").value == ids[1]
+    assert episode_picker(at).value == ids[1]
     at.button(key="tr_drop").click().run()  # drop ids[1], moves on to ids[2]
-    assert at.selectbox(key="tr_episode").value == ids[2]
+    assert episode_picker(at).value == ids[2]
     at.button(key="tr_prev").click().run()
     assert "dropped" in texts(at)
     at.button(key="tr_keep").click().run()  # keep it after all
@@ -136,7 +169,7 @@ def test_two_sessions_same_name(app_store: Path) -> None:
     for lo in (1, 3):
         at = open_page("trimming")
         at.selectbox(key="tr_base").set_value("demos").run()
-        eid = at.selectbox(key="tr_episode").value
+        eid = episode_picker(at).value
         at.slider(key=f"tr_window::demos::{eid}").set_value((lo, 10)).run()
         at.text_input(key="tr_name").set_value("demos/trimmed")
         sessions.append((at, eid))
@@ -186,10 +219,30 @@ def test_versions_page_lineage_and_diff(app_store: Path) -> None:
     listed = at.dataframe[0].value
     assert listed["name"].tolist()[0] == "demos/cut" and listed["kind"].tolist()[0] == "trim"
     assert at.get("graphviz_chart") and '"demos" -> "demos/cut"' in at.get("graphviz_chart")[0].proto.spec
-    at.selectbox(key="vs_a").set_value("demos").run()
-    at.selectbox(key="vs_b").set_value("demos/cut").run()
+    # by default the newest version is compared with its parent (issue 13: it was the two newest)
+    assert at.selectbox(key="vs_b").value == "demos/cut" and at.selectbox(key="vs_a::demos/cut").value == "demos"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Episodes removed"] == "1" and metrics["Episodes re-trimmed"] == "1"
-    assert metrics["Frames added / removed"] == f"+0 / -{LENGTH + LENGTH - 8}"
+    assert metrics["Frames added"] == "0" and metrics["Frames removed"] == f"-{LENGTH + LENGTH - 8}"
+    at.selectbox(key="vs_b").set_value("round0/rollouts").run()
+    assert at.selectbox(key="vs_a::round0/rollouts").value == "demos"
+    at.selectbox(key="vs_b").set_value("demos").run()  # a root: no parent, nothing compared until one is picked
+    assert at.selectbox(key="vs_a::demos").value is None and "has no parent" in texts(at)
     at.selectbox(key="vs_focus").set_value("demos/cut").run()
     assert "by hand" in at.code[0].value
+
+
+def test_round0_eval_collect_explore_shown_apart(app_store: Path) -> None:
+    """Issue 13: round 0 was one bar 'main' mixing rollouts with and without exploration."""
+    store = sime_data.open_store(app_store)
+    rows = store.episodes(version="round0/rollouts")
+    by_state = {s: rows[rows["init_state_id"] == s]["episode_id"].tolist() for s in sorted(set(rows["init_state_id"]))}
+    prefix = "lift/sime/t/seed1/round0"
+    store.create_version(f"{prefix}/eval", by_state["state0"] + by_state["state1"])  # 1 of 8 succeed
+    store.create_version(f"{prefix}/explore", by_state["state4"])  # 4 of 4 succeed
+    at = open_page("overview")
+    rates = next(d.value for d in at.dataframe if "rollouts" in d.value.columns).set_index("rollouts")
+    assert rates.loc["eval", "episodes"] == 8 and rates.loc["eval", "success rate"] == 1 / 8
+    assert rates.loc["explore", "episodes"] == 4 and rates.loc["explore", "success rate"] == 1.0
+    assert rates.loc["sime", "episodes"] == 24 - 12  # the rest: in no run version, shown by branch
+    assert "main" not in rates.index and "held-out evaluation states" in texts(at)

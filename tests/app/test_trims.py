@@ -93,3 +93,28 @@ def test_image_key_detection_and_display() -> None:
     assert lowdim_obs_keys(specs) == ["obs/big_vector", "obs/eef_pos"]
     depth = to_display(np.linspace(0, 5, 64 * 64, dtype=np.float32).reshape(64, 64))
     assert depth.dtype == np.uint8 and depth.min() == 0 and depth.max() == 255
+
+
+def test_filmstrip_draws_the_trim_window() -> None:
+    import numpy as np
+
+    from curation_app.media import KEPT_RGB, REMOVED_RGB, compose_filmstrip, filmstrip_indices
+
+    indices = filmstrip_indices(16, 4)
+    assert indices == [0, 5, 10, 15] and filmstrip_indices(3, 12) == [0, 1, 2]
+    thumbs = np.full((4, 8, 8, 3), 200, np.uint8)
+    strip = compose_filmstrip(thumbs, indices, 16, [(4, 12)], current=8, gap=2, band=6)
+    assert strip.shape == (8 + 6 + 3, 4 * 8 + 3 * 2, 3)
+    bar = strip[-1]
+    assert tuple(bar[0]) == REMOVED_RGB and tuple(bar[-1]) == REMOVED_RGB and tuple(bar[12]) == KEPT_RGB
+    assert strip[:8, :8].mean() < 150 and (strip[:8, 10:18] == 200).all()  # frame 0 removed: dimmed; frame 5 kept
+
+
+def test_rollout_kinds_from_rule_or_name() -> None:
+    from curation_app.runs import group_label, rollout_kind
+
+    assert rollout_kind("lift/sime/quick/seed233/round0/eval") == ("eval", None)
+    assert rollout_kind("lift/sime/quick/seed233/sime/round1/explore") == ("explore", "sime")
+    assert rollout_kind("anything", '{"pipeline_kind": "collect", "branch": "baseline"}') == ("collect", "baseline")
+    assert rollout_kind("lift/core_5", '{"kind": "core_subset"}') is None
+    assert group_label("eval", None) == "eval" and group_label("eval", "sime") == "sime eval"

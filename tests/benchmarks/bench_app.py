@@ -1,6 +1,7 @@
 """Curation app benchmark: how long each page takes to render on a store of 10,000 episodes.
 
     python tests/benchmarks/bench_app.py [--quick] [--out DIR] [--keep] [--profile] [--store DIR] [--no-browser]
+                                         [--no-render]
     python -m pytest tests/benchmarks/bench_app.py      # small store, correctness only
 
 The store holds 100 demonstrations with 84x84 camera frames and 10,000 round-0 rollouts (2,000
@@ -18,7 +19,15 @@ When Debian's Chromium and playwright are installed (skip with --no-browser), th
 by `sime-app` and driven from headless Chromium: the first load of the app, and switching to each page
 from the sidebar until it is fully drawn (no placeholder left) - what a person waits for.
 
-Each figure is the median wall-clock time (time.perf_counter) over the repetitions; target < 2 s.
+Rendered playback (skip with --no-render; needs robosuite, Chromium and playwright): a store of Lift
+episodes of 400 steps without camera frames, recorded with the real simulator, served with rendering from
+states on. After a warm-up episode (the render worker started and its model loaded, as the app's prewarm
+does), each long episode is opened in the browser page and timed until its first camera frame is shown
+(target < 2 s) and until its video can play (target < 5 s: playback starts on the frames rendered so far
+and the clip grows); the time until the whole 400-frame clip is rendered, and a cold start, are reported
+without a target.
+
+Each figure is the median wall-clock time (time.perf_counter) over the repetitions; target < 2 s for pages.
 """
 
 from __future__ import annotations
@@ -57,6 +66,10 @@ from _bench_util import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 APP_FILE = str(REPO / "curation_app" / "app.py")
 TARGET_S = 2.0
+#: Rendered playback: steps of each long episode, and the targets for its first frame and first playback.
+RENDER_STEPS = 400
+TARGET_FIRST_FRAME_S = 2.0
+TARGET_FIRST_VIDEO_S = 5.0
 PAGES = ("overview", "browser", "trimming", "selection", "versions")
 CHROMIUM = os.environ.get("SIME_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -200,7 +213,7 @@ st.write("Episodes by source")
 
 
 @contextlib.contextmanager
-def serve(location: Path | None = None, script: Path | None = None) -> Iterator[str]:
+def serve(location: Path | None = None, script: Path | None = None, render: bool = False) -> Iterator[str]:
     """Run `sime-app` on `location` (or plain `streamlit run script`) on a free loopback port; yields its URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -212,7 +225,7 @@ def serve(location: Path | None = None, script: Path | None = None) -> Iterator[
         cmd = [sys.executable, "-m", "curation_app.cli", "--store", str(location), "--port", str(port),
                "--host", "127.0.0.1", "--headless"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-                            env=dict(os.environ, SIME_APP_RENDER="0"))
+                            env=dict(os.environ, SIME_APP_RENDER="1" if render else "0"))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(url, proc)
@@ -259,34 +272,42 @@ def bare_streamlit_load(scratch: Path, reps: int) -> list[float]:
             browser.close()
 
 
-def time_in_browser(location: Path, sizes: Sizes, log: Callable[[str], Any] = print) -> dict[str, list[float]]:
-    """{figure: [seconds, ...]}: first load of the app and switching to each page, in headless Chromium."""
+@contextlib.contextmanager
+def app_in_browser(location: Path, *, width: int, height: int, timeout_ms: int,
+                   render: bool = False) -> Iterator[tuple[str, Any, Any]]:
+    """(url, browser, page): a fresh `sime-app` server on `location` and a headless Chromium page of that size."""
     from playwright.sync_api import sync_playwright
 
-    out: dict[str, list[float]] = {}
-    with serve(location) as url, sync_playwright() as pw:
+    with serve(location, render=render) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1900})
-            page.set_default_timeout(120_000)
-            start = time.perf_counter()
-            page.goto(f"{url}/?page=overview")
-            page.get_by_text("Episodes by source").wait_for()
-            out["app: first load in Chromium (fresh server)"] = [_drawn(page, start)]
-            for rep in range(sizes.warmup + sizes.reps):
-                for name, label in PAGE_LABELS.items():
-                    start = time.perf_counter()
-                    page.get_by_test_id("stRadioGroup").get_by_text(label, exact=True).click()
-                    page.wait_for_function(
-                        f"[...document.querySelectorAll('h1')].some(h => h.innerText.startsWith({label!r}))")
-                    seconds = _drawn(page, start)
-                    if rep >= sizes.warmup:
-                        out.setdefault(f"{name}: switch to it in Chromium", []).append(seconds)
-            # another person opens the app: new browser context (nothing cached), server warm
-            out["app: first load in a new browser (server running)"] = _first_loads(
-                browser, f"{url}/?page=overview", sizes.reps)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            yield url, browser, page
         finally:
             browser.close()
+
+
+def time_in_browser(location: Path, sizes: Sizes, log: Callable[[str], Any] = print) -> dict[str, list[float]]:
+    """{figure: [seconds, ...]}: first load of the app and switching to each page, in headless Chromium."""
+    out: dict[str, list[float]] = {}
+    with app_in_browser(location, width=1400, height=1900, timeout_ms=120_000) as (url, browser, page):
+        start = time.perf_counter()
+        page.goto(f"{url}/?page=overview")
+        page.get_by_text("Episodes by source").wait_for()
+        out["app: first load in Chromium (fresh server)"] = [_drawn(page, start)]
+        for rep in range(sizes.warmup + sizes.reps):
+            for name, label in PAGE_LABELS.items():
+                start = time.perf_counter()
+                page.get_by_test_id("stRadioGroup").get_by_text(label, exact=True).click()
+                page.wait_for_function(
+                    f"[...document.querySelectorAll('h1')].some(h => h.innerText.startsWith({label!r}))")
+                seconds = _drawn(page, start)
+                if rep >= sizes.warmup:
+                    out.setdefault(f"{name}: switch to it in Chromium", []).append(seconds)
+        # another person opens the app: new browser context (nothing cached), server warm
+        out["app: first load in a new browser (server running)"] = _first_loads(
+            browser, f"{url}/?page=overview", sizes.reps)
     log("browser: " + ", ".join(f"{k} {median(v):.2f} s" for k, v in out.items()))
     return out
 
@@ -300,6 +321,102 @@ def browser_available() -> bool:
     return os.path.exists(CHROMIUM)
 
 
+# ============================================================================ rendered playback
+def build_render_store(location: Path, n_long: int, steps: int = RENDER_STEPS,
+                       log: Callable[[str], Any] = print) -> None:
+    """Lift episodes without camera frames (states only), recorded with the real simulator: one short
+    warm-up episode and `n_long` episodes of `steps` steps, each from its own initial state."""
+    import sime_data
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from sime_policy.envs import SimEnv
+
+    start = time.perf_counter()
+    store = sime_data.init_store(location)
+    env = SimEnv("lift", seed=11)
+    with store.writer(source="rollout", task="lift", model_xml=env.model_xml(), round=0) as w:
+        for name, length in [("warmup", 30)] + [(f"long{i}", steps) for i in range(n_long)]:
+            obs = env.reset()
+            for t in range(length):
+                action = env.eef_action(-1.0 if t < length // 2 else 1.0)
+                action[:3] += 0.03 * np.array([np.sin(t / 25), np.cos(t / 31), -np.sin(t / 40)])
+                w.add_step(obs={"robot0_eef_pos": obs["robot0_eef_pos"]}, action=action.astype(np.float32),
+                           reward=0.0, done=t == length - 1, state=env.get_state())
+                obs, *_ = env.step(action)
+            w.finish(success=False, init_state_id=f"render-{name}", trial=0)
+    env.close()
+    log(f"recorded 1 + {n_long} Lift episodes ({steps} steps each) in {time.perf_counter() - start:.0f} s")
+
+
+def _open_episode(page: Any, init_state: str) -> None:
+    box = page.get_by_label("Initial state id contains", exact=True)
+    box.fill(init_state)
+    box.press("Enter")
+
+
+def time_rendered_playback(scratch: Path, reps: int, log: Callable[[str], Any] = print) -> dict[str, list[float]]:
+    """{figure: [seconds, ...]} of first frame, first playback and full clip for 400-step episodes."""
+
+    import sime_data
+
+    location = scratch / "render_store"
+    build_render_store(location, reps, log=log)
+    ids = sime_data.open_store(location).episodes().set_index("init_state_id")["episode_id"]
+    caption = "agentview · frame 0 · rendered from state"
+    out: dict[str, list[float]] = {}
+    with app_in_browser(location, width=1280, height=2000, timeout_ms=300_000, render=True) as (url, _, page):
+        start = time.perf_counter()
+        page.goto(f"{url}/?page=browser")
+        _open_episode(page, "render-warmup")
+        page.get_by_text(caption).wait_for()
+        out["rendered: first frame on a fresh server (render worker starting)"] = [time.perf_counter() - start]
+        page.locator('.sime-player[data-frames="30"] video').wait_for()
+        shown = "() => { const f = [...document.querySelectorAll('[data-testid=\"stImage\"]')].find(e => " \
+                f"e.innerText.includes('{caption}')); return f ? f.querySelector('img').src : null; }}"
+        for i in range(reps):
+            before = page.evaluate(shown)
+            start = time.perf_counter()
+            _open_episode(page, f"render-long{i}")
+            page.wait_for_function(f"(old) => {{ const s = ({shown})(); return s !== null && s !== old; }}",
+                                   arg=before, polling=20)
+            first_frame = time.perf_counter() - start
+            player = f'.sime-player[data-key="br_player_{ids[f"render-long{i}"]}"]'
+            page.wait_for_function(
+                "(sel) => [...document.querySelectorAll('*')].some(el => el.shadowRoot && [...el.shadowRoot"
+                ".querySelectorAll(sel + ' video')].some(v => v.readyState >= 2 && v.duration > 0))",
+                arg=player, polling=100)
+            first_video = time.perf_counter() - start
+            page.locator(f'{player}[data-frames="{RENDER_STEPS}"] video').wait_for()
+            full = time.perf_counter() - start
+            out.setdefault("rendered: first frame", []).append(first_frame)
+            out.setdefault("rendered: first video playback", []).append(first_video)
+            out.setdefault(f"rendered: whole {RENDER_STEPS}-frame clip ready", []).append(full)
+            log(f"long{i}: first frame {first_frame:.2f} s, video playable {first_video:.2f} s, "
+                f"whole clip {full:.1f} s")
+    return out
+
+
+def render_available() -> bool:
+    """True when the simulator, Chromium and playwright are installed."""
+    from curation_app.render_worker import simulator_installed
+
+    return simulator_installed() and browser_available()
+
+
+def render_rows(timings: dict[str, list[float]]) -> list[Row]:
+    """Rows of the rendered-playback figures, with their targets where the issue sets one."""
+    targets = {"rendered: first frame": TARGET_FIRST_FRAME_S, "rendered: first video playback": TARGET_FIRST_VIDEO_S}
+    whole = f"rendered: whole {RENDER_STEPS}-frame clip ready"
+    rate = RENDER_STEPS / max(median(timings.get(whole, [1.0])), 1e-3)
+    notes = {"rendered: first frame on a fresh server (render worker starting)":
+             "one sample: the render worker imports robosuite and builds the scene once per server",
+             whole: f"playback starts long before: the clip grows while the worker renders (about {rate:.0f} "
+                    "frames/s here, one camera)"}
+    return [Row(f"{figure} ({RENDER_STEPS}-step Lift episode from states)" if "fresh" not in figure else figure,
+                median(samples), "s", target=targets.get(figure), samples=list(samples), note=notes.get(figure, ""))
+            for figure, samples in timings.items()]
+
+
 def make_rows(timings: dict[str, dict[str, list[float]]], n_episodes: int) -> list[Row]:
     """One row per page and situation, against the 2 s target."""
     rows = []
@@ -311,7 +428,7 @@ def make_rows(timings: dict[str, dict[str, list[float]]], n_episodes: int) -> li
 
 
 def run(sizes: Sizes, scratch: Path, profile_dir: Path | None = None, log: Callable[[str], Any] = print,
-        store: Path | None = None, browser: bool = False) -> list[Row]:
+        store: Path | None = None, browser: bool = False, render: bool = False) -> list[Row]:
     """Build the store (or reuse `store` when it exists), time every page, return the rows."""
     import streamlit.logger
 
@@ -338,6 +455,11 @@ def run(sizes: Sizes, scratch: Path, profile_dir: Path | None = None, log: Calla
                                 baseline_label="bare Streamlit app (1 table + 1 chart)" if first_load else ""))
         else:
             log(f"no Chromium at {CHROMIUM} or no playwright: browser timings skipped")
+    if render:
+        if render_available():
+            rows.extend(render_rows(time_rendered_playback(scratch, max(1, min(sizes.reps, 3)), log)))
+        else:
+            log("no simulator, Chromium or playwright: rendered-playback timings skipped")
     return rows
 
 
@@ -346,17 +468,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--store", default=None, help="build the store here and keep it, or reuse it if it exists")
     parser.add_argument("--no-browser", action="store_true", help="skip the timings in headless Chromium")
+    parser.add_argument("--no-render", action="store_true",
+                        help="skip first frame / first playback of 400-step episodes rendered from states")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     out = output_dir(args.out, "sime-bench-app-")
     scratch = Path(tempfile.mkdtemp(prefix="sime-bench-app-store-"))
     try:
         rows = run(sizes, scratch, out / "profile" if args.profile else None,
-                   store=Path(args.store) if args.store else None, browser=not args.no_browser)
+                   store=Path(args.store) if args.store else None, browser=not args.no_browser,
+                   render=not args.no_browser and not args.no_render)
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
-    paths = report(rows, out, "bench_app", f"Curation app: page render time (target < {TARGET_S:g} s, median)")
+    paths = report(rows, out, "bench_app", f"Curation app: page render time (target < {TARGET_S:g} s) and rendered "
+                   f"playback (first frame < {TARGET_FIRST_FRAME_S:g} s, first video < {TARGET_FIRST_VIDEO_S:g} s); "
+                   "medians")
     figure = new_figure(1, width_per_panel=9.0)
     if figure is not None:
         fig, axes = figure
