@@ -65,13 +65,16 @@ def rates_by_group(episodes: pd.DataFrame, groups: Mapping[str, str]) -> pd.Data
     """Success rate and count per (round, group) of episodes that have a round.
 
     The group is the run kind (eval / collect / explore, prefixed by the branch after round 0) when the
-    episode belongs to a run's rollout version, else its branch, else 'unlabelled'.
+    episode belongs to a run's rollout version, else its branch, else its source when that is not 'rollout'
+    (e.g. 'curated': smoothed replays), else 'unlabelled'.
     """
     frame = episodes[episodes["round"].notna()]
     if frame.empty:
         return pd.DataFrame(columns=["round", "group", "episodes", "success_rate"])
-    labels = [groups.get(e) or (b if isinstance(b, str) and b else "unlabelled")
-              for e, b in zip(frame["episode_id"], frame["branch"])]
+    sources = frame["source"] if "source" in frame else pd.Series([None] * len(frame), index=frame.index)
+    labels = [groups.get(e) or (b if isinstance(b, str) and b else None)
+              or (s if isinstance(s, str) and s and s != "rollout" else "unlabelled")
+              for e, b, s in zip(frame["episode_id"], frame["branch"], sources)]
     frame = frame.assign(round=frame["round"].astype("Int64").astype(str), group=labels,
                          ok=frame["success"].astype("Float64"))
     out = frame.groupby(["round", "group"], sort=True).agg(

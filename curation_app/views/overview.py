@@ -96,8 +96,8 @@ def _rounds_section(path: str, token: str, episodes: pd.DataFrame) -> None:
     explained = [f"**{k}**: {KIND_HELP[k]}" for k in KIND_HELP if k in kinds]
     if explained:
         st.caption("Round 0 is shared by both branches. " + "; ".join(explained) + ". After round 0 the branch "
-                   "(baseline / sime) comes first. Rollouts in no run version are shown by branch, else as "
-                   "'unlabelled'.")
+                   "(baseline / sime) comes first. Episodes in no run rollout version are shown by branch, else by "
+                   "source (curated: smoothed replays and trimmed copies), else as 'unlabelled'.")
     else:
         st.caption("One bar per branch (the rollouts of a `sime run` are split into eval / collect / explore).")
 

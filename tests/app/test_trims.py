@@ -118,3 +118,23 @@ def test_rollout_kinds_from_rule_or_name() -> None:
     assert rollout_kind("anything", '{"pipeline_kind": "collect", "branch": "baseline"}') == ("collect", "baseline")
     assert rollout_kind("lift/core_5", '{"kind": "core_subset"}') is None
     assert group_label("eval", None) == "eval" and group_label("eval", "sime") == "sime eval"
+
+
+def test_round_rates_split_run_kinds_and_name_other_episodes_by_source() -> None:
+    import pandas as pd
+
+    from curation_app.runs import rates_by_group
+
+    episodes = pd.DataFrame({
+        "episode_id": ["e1", "e2", "c1", "c2", "s1", "u1", "d1"],
+        "round": [0, 0, 0, 0, 1, 1, None],
+        "branch": [None, None, None, None, "sime", None, None],
+        "source": ["rollout", "rollout", "rollout", "curated", "rollout", "rollout", "demo"],
+        "success": [True, False, True, True, False, True, True],
+    })
+    groups = {"e1": "eval", "e2": "eval", "c1": "explore"}
+    rates = rates_by_group(episodes, groups)
+    got = {(r, g): (n, sr) for r, g, n, sr in rates[["round", "group", "episodes", "success_rate"]].itertuples(index=False)}
+    assert got == {("0", "eval"): (2, 0.5), ("0", "explore"): (1, 1.0), ("0", "curated"): (1, 1.0),
+                   ("1", "sime"): (1, 0.0), ("1", "unlabelled"): (1, 1.0)}
+    assert list(rates["group"][rates["round"] == "0"]) == ["eval", "explore", "curated"]  # run kinds first
