@@ -125,6 +125,17 @@ def test_pipeline_end_to_end_resumes_after_interrupt(tmp_path: Path) -> None:
     assert "0 step(s) run" in result.stdout and "round 1 complete: 0 step(s) run" in result.stdout
     assert set(store.versions()["name"]) == versions
 
+    # retraining round 1 with another training seed is scored on the run's own held-out pairs
+    from sime_policy.pipeline.seed_variance import compare_training_seeds
+
+    own, other = compare_training_seeds(store, TINY, out, [8], progress=False)
+    assert own.is_runs_own and own.eval_version == Chain("lift", "tiny", 7, "sime").eval_version(1)
+    retrained = store.version(other.eval_version)
+    assert retrained.rule["init_state_ids"] == store.version(own.eval_version).rule["init_state_ids"]
+    assert other.n == own.n == TINY.eval_states * TINY.eval_trials and other.vs_round0.n == other.n
+    assert (out / "seed_variance" / "sime" / "round1" / "train_seed8" / "final.ckpt").is_file()
+    assert build_report(store, run=TINY.name).summary.shape == report.summary.shape   # the report is unchanged
+
 
 def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
     store_path, out = tmp_path / "store", tmp_path / "out"
