@@ -18,11 +18,14 @@ from curation_app.auth import token_matches
 from curation_app.cli import DEFAULT_HOST, build_command, exposure_warning, is_loopback
 from sql_attacks import HOSTILE_SQL, REDEFINE_EPISODES, SECRET_TEXT, files_below, plant_tmp_secret
 
-from app_testlib import (
+from app_testlib import (  # noqa: F401 (fixtures)
+    APP_FILE,
     CHROMIUM,
     CHROMIUM_ARGS,
     SUCCESSES,
     TRIALS,
+    _template_store,
+    app_store,
     foreign_requests,
     free_port,
     need_browser,

@@ -33,13 +33,15 @@ import sime_data
 from sime_data.maintenance import verify
 from sime_data.video_codec import decode_image
 
-from app_testlib import (
+from app_testlib import (  # noqa: F401 (fixtures)
     CHROMIUM,
     CHROMIUM_ARGS,
     LENGTH,
     REF_FRAMES,
+    _template_store,
     add_lift_episode,
     foreign_requests,
+    lift_recording,
     listening_addresses,
     need_browser,
     record_requests,

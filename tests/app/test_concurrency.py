@@ -8,6 +8,7 @@ from pathlib import Path
 import sime_data
 from curation_app.saving import save_version
 
+from app_testlib import _template_store, app_store  # noqa: F401 (fixtures)
 
 
 def _race(path: Path, names: list[str], rounds: int = 5) -> list[list]:

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import sime_data
 
-from app_testlib import APP_FILE, LENGTH, TRIALS, open_page
+from app_testlib import APP_FILE, LENGTH, TRIALS, _template_store, app_store, open_page  # noqa: F401 (fixtures)
 
 
 

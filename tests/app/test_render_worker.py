@@ -12,7 +12,7 @@ import pytest
 
 from curation_app.render_worker import RenderError, SimStateRenderer, get_service
 
-from app_testlib import REF_FRAMES
+from app_testlib import REF_FRAMES, lift_recording, render_service  # noqa: F401 (fixture)
 
 CAMERAS = ["agentview_image", "robot0_eye_in_hand_image"]
 

@@ -16,7 +16,15 @@ from sime_data.maintenance import gc, verify
 from sime_data.media_cache import CACHE_DIR, MediaCache, media_key
 from sime_data.video_export import VideoExportError, episode_clip, export_video, grid_frames
 
-from app_testlib import LENGTH, REF_FRAMES, add_lift_episode
+from app_testlib import (  # noqa: F401 (fixtures)
+    LENGTH,
+    REF_FRAMES,
+    _template_store,
+    add_lift_episode,
+    app_store,
+    lift_recording,
+    render_service,
+)
 
 #: PSNR in dB a decoded frame keeps at least (H.264 yuv420p, crf 18): rendered scenes, and the test store's
 #: synthetic frames (one-pixel green lines, which chroma subsampling blurs).
