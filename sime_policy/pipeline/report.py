@@ -158,7 +158,7 @@ def _eval_versions(store: "Store", task: str | None, run: str | None) -> list[tu
     return found
 
 
-def _outcomes(store: "Store", version: str, seed: int) -> Outcomes:
+def evaluation_outcomes(store: "Store", version: str, seed: int) -> Outcomes:
     """Success per (seed, init_state_id, trial) of an evaluation version."""
     rows = store.episodes(version=version, columns=["episode_id", "init_state_id", "trial", "success"])
     return {(int(seed), str(r.init_state_id), int(r.trial)): bool(r.success) if not pd.isna(r.success) else False
@@ -175,7 +175,7 @@ def gather(store: "Store", task: str | None = None, run: str | None = None) -> t
         trained_on = rule.get("trained_on")
         train = by_name.loc[trained_on] if trained_on in by_name.index else None
         fit = rule.get("fit") or {}
-        pairs = _outcomes(store, version["name"], parts["seed"])
+        pairs = evaluation_outcomes(store, version["name"], parts["seed"])
         base = {
             "run": parts["run"], "task": parts["task"], "seed": parts["seed"], "round": parts["round"],
             "success_rate": float(version["success_rate"]), "rollouts": len(pairs),

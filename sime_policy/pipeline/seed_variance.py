@@ -20,13 +20,7 @@ from ..paired_stats import PairedComparison
 
 from .config import PipelineConfig, get_pipeline_preset
 from .names import Chain
-
-
-def evaluation_outcomes(store: object, version: str) -> dict[tuple[str, int], bool]:
-    """{(init_state_id, trial): success} of an evaluation version."""
-    episodes = store.episodes(version=version, columns=["episode_id", "init_state_id", "trial", "success"])
-    return {(str(s), int(t)): bool(ok) for s, t, ok in zip(episodes["init_state_id"], episodes["trial"],
-                                                              episodes["success"])}
+from .report import evaluation_outcomes
 
 
 def retrain_and_score(store: object, config: PipelineConfig, chain: Chain, round_: int, train_seed: int, out: Path,
@@ -71,12 +65,12 @@ def compare_training_seeds(store: object, config: PipelineConfig, out: Path, see
     from ..paired_stats import compare_outcomes
 
     chain = Chain(config.task, config.name, config.seeds[0], branch)
-    round0 = evaluation_outcomes(store, chain.eval_version(0))
+    round0 = evaluation_outcomes(store, chain.eval_version(0), chain.seed)
     versions = [(config.seeds[0], True, chain.eval_version(round_))]
     versions += [(seed, False, retrain_and_score(store, config, chain, round_, seed, out, progress)) for seed in seeds]
     results = []
     for seed, own, version in versions:
-        outcomes = evaluation_outcomes(store, version)
+        outcomes = evaluation_outcomes(store, version, chain.seed)
         results.append(SeedResult(seed, own, version, sum(outcomes.values()) / max(1, len(outcomes)), len(outcomes),
                                   compare_outcomes(round0, outcomes)))
     return results
