@@ -303,10 +303,12 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
         "image_noise_scale": args.image_noise_scale, "tau1": args.tau1, "tau2": args.tau2, "rule": args.rule,
         "threshold": args.threshold, "smooth": args.smooth, "init_states": args.init_states, "trials": args.trials,
         "states_seed": args.states_seed, "eval_states": args.eval_states, "eval_trials": args.eval_trials,
-        "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps, "workers": args.workers,
+        "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps,
+        "eval_max_steps": args.eval_max_steps, "workers": args.workers,
         "envs": args.envs, "lanes": args.lanes, "parallel": args.parallel, "device": args.device,
         "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
         "curate": True if args.curate else None, "track": args.track,
+        "reuse_unchanged": False if args.retrain_unchanged else None,
     }
     if args.steps is not None and args.train_epochs is None:  # a fixed step count replaces a data-scaled budget
         config = dataclasses.replace(config, train_epochs=None, min_train_steps=None, train_step_cap=None)
@@ -398,7 +400,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-states-seed", type=int, default=None, help="seed drawing the evaluation states (200000)")
     p.add_argument("--states-seed", type=int, default=None,
                    help="seed drawing the initial states, the same for every seed, round and branch (default 100000)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the task horizon)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="step limit of the collection rollouts (default: the task horizon)")
+    p.add_argument("--eval-max-steps", type=int, default=None,
+                   help="step limit of the scoring rollouts (default: --max-steps)")
     p.add_argument("--workers", type=int, default=None,
                    help="rollout processes, shared out between the jobs running at once (default 1)")
     p.add_argument("--envs", type=int, default=None, help="simulators per rollout process (default 16)")
@@ -411,6 +416,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--curate", action="store_true",
                    help="stop after each selection until its trimmed version <...>/roundR/curated is saved (sime-app); "
                         "rerun to continue")
+    p.add_argument("--retrain-unchanged", action="store_true",
+                   help="retrain and roll out a round whose training data did not change (default: reuse the previous "
+                        "round's policy and rollouts, which is what retraining would reproduce)")
     p.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
                    help="dispatch seeds/branches as tasks to an existing Ray cluster (needs the cluster extra)")
     p.add_argument("--print-config", action="store_true", help="print the resulting settings and exit")

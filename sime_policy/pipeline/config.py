@@ -18,7 +18,7 @@ FIT_GATES = ("warn", "stop")
 
 #: settings that do not change any round's results (older stores recorded some of them in their identity)
 _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos", "curate", "envs", "parallel", "device",
-                    "fit_gate", "track")
+                    "fit_gate", "track", "reuse_unchanged")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class PipelineConfig:
     eval_states: int = 50
     eval_trials: int | None = None              # default: trials
     eval_states_seed: int = DEFAULT_EVAL_STATES_SEED
-    max_steps: int | None = None                # default: the task horizon
+    max_steps: int | None = None                # collection horizon (default: the task horizon)
+    eval_max_steps: int | None = None           # evaluation horizon (default: max_steps)
     workers: int = 1                            # rollout processes (shared out between jobs running at once)
     envs: int = 16                              # simulators per rollout process (one batched policy call per chunk)
     lanes: int = 16                             # policy rows per forward pass (fixes the float results)
@@ -63,6 +64,8 @@ class PipelineConfig:
     train_threads: int | None = 1
     record_demos: bool = False                  # record scripted demos when the store has none
     curate: bool = False                        # stop after each selection until a person saves the trimmed version
+    # a round whose training data did not change reuses the previous round's policy and rollouts (carry_over.py)
+    reuse_unchanged: bool = True
     track: str = "none"                         # experiment tracking: none, tensorboard, wandb or tensorboard,wandb
     # no validation split by default: with a handful of demos every episode is worth training on
     policy_overrides: dict[str, Any] = field(default_factory=lambda: {"val_ratio": 0.0})
@@ -90,6 +93,11 @@ class PipelineConfig:
     def evaluation_trials(self) -> int:
         """Trials per evaluation state."""
         return self.eval_trials if self.eval_trials is not None else self.trials
+
+    @property
+    def evaluation_max_steps(self) -> int | None:
+        """Step limit of the scoring rollouts (None: the task horizon)."""
+        return self.eval_max_steps if self.eval_max_steps is not None else self.max_steps
 
     @property
     def base_version(self) -> str:
@@ -159,8 +167,9 @@ class PipelineConfig:
         from ..tracking import check_track_spec
 
         check_track_spec(self.track)  # TrackingError (a ValueError) naming an unknown backend or a missing package
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+        for label, value in (("max_steps", self.max_steps), ("eval_max_steps", self.eval_max_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if self.noise_scale < 0 or not 0.0 <= self.tau1 <= self.tau2 <= 1.0:
             raise ValueError("need noise_scale >= 0 and 0 <= tau1 <= tau2 <= 1")
         experiment = get_preset(self.preset)
@@ -231,12 +240,15 @@ def _quick() -> PipelineConfig:
     # threshold 0.7 with 3 trials keeps the states solved 1 or 2 times of 3, as sr_lss_0.5 with the paper's 5
     # trials keeps those solved 1 or 2 times of 5 (sr_lss_0.5 of 3 trials keeps only 1-of-3 states).
     # 150 held-out states x 2 trials = 300 pairs: the exact McNemar test then has ~80% power (simulated) for the
-    # +0.085 gain with 25% discordant pairs measured at 200 pairs, where 200 pairs had ~63%
+    # +0.085 gain with 25% discordant pairs measured at 200 pairs, where 200 pairs had ~63%.
+    # Collection stops at 160 steps (a demo takes ~37; slower successes are not kept, which keeps the data brisk and
+    # the run short); the score uses the paper's 400-step horizon: the round-1 policies, trained on explored
+    # rollouts ~2x a demo's length, finish many successes after step 160 (README: the horizon probe)
     return PipelineConfig(name="quick", task="lift", demos=5, rounds=1, seeds=(233,),
                           policy_overrides=dict(QUICK_POLICY), train_epochs=800.0, min_train_steps=2500,
                           train_step_cap=8000, noise_scale=0.01, threshold=0.7, smooth=True, init_states=30, trials=3,
-                          eval_states=150, eval_trials=2, max_steps=160, workers=2, envs=16, parallel=2,
-                          record_demos=True)
+                          eval_states=150, eval_trials=2, max_steps=160, eval_max_steps=400, workers=2, envs=16,
+                          parallel=2, record_demos=True)
 
 
 #: the quick preset's policy: the CPU UNet narrowed to 32-64-128, batch 64, lr 1e-3, predicting the clean action

@@ -18,6 +18,10 @@ ROLLOUT_NAME_RE = re.compile(
     r"(?P<kind>eval|collect|explore)$")
 
 
+#: written into a round's checkpoint directory when it reuses the previous round's policy (carry_over.py)
+CARRIED_OVER_MARKER = "carried_over.json"
+
+
 @dataclass(frozen=True)
 class Chain:
     """One (seed, branch) line of rounds; round 0 is shared by both branches of a seed."""
@@ -54,6 +58,13 @@ class Chain:
     def explore_version(self, round_: int) -> str:
         """Rollouts with SIME exploration of round r's policy (the SIME branch's data)."""
         return f"{self._round_prefix(round_)}/explore"
+
+    def rollout_version(self, kind: str, round_: int) -> str:
+        """Round r's rollouts of one kind: 'eval', 'collect' or 'explore'."""
+        versions = {"eval": self.eval_version, "collect": self.collect_version, "explore": self.explore_version}
+        if kind not in versions:
+            raise ValueError(f"unknown rollout kind {kind!r}; one of {tuple(versions)}")
+        return versions[kind](round_)
 
     def data_version(self, round_: int, held_out: bool = True) -> str:
         """The rollouts this branch selects from after round r (without held-out states the eval is the data)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
+from .carry_over import carry_over, unchanged_since_previous_round
 from .config import BRANCHES, PipelineConfig
 from .executors import LocalExecutor, make_executor
 from .names import Chain
@@ -76,11 +77,30 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
     return done
 
 
+def carry_over_round(store: "Store", config: PipelineConfig, out: Path, round_: int,
+                     progress: bool) -> tuple[set[tuple[int, str]], list[StepOutcome]]:
+    """Select every chain's round-r data here, and carry over the chains whose training data did not change:
+    the (seed, branch) pairs that need no job, and what carrying them over did."""
+    carried: set[tuple[int, str]] = set()
+    done: list[StepOutcome] = []
+    if round_ == 0:
+        return carried, done
+    for seed in config.seeds:
+        for branch in BRANCHES:
+            chain = Chain(config.task, config.name, seed, branch)
+            done.append(select_step(store, config, chain, round_ - 1, progress=progress))
+            if config.reuse_unchanged and unchanged_since_previous_round(store, config, chain, round_) is not None:
+                done.extend(carry_over(store, config, chain, round_, out, ["eval", *data_kinds(config, chain, round_)]))
+                carried.add((seed, branch))
+    return carried, done
+
+
 def round_jobs(config: PipelineConfig, store: str, out: Path, round_: int, states: RunStates,
-               progress: bool) -> list[RoundJob]:
-    """The independent jobs of one round: one per seed for round 0, one per seed and branch after."""
+               progress: bool, carried: set[tuple[int, str]] = frozenset()) -> list[RoundJob]:
+    """The independent jobs of one round: one per seed for round 0, one per seed and branch after (except the
+    carried-over ones)."""
     branches = ("sime",) if round_ == 0 else BRANCHES
-    pairs = [(seed, branch) for seed in config.seeds for branch in branches]
+    pairs = [(seed, branch) for seed in config.seeds for branch in branches if (seed, branch) not in carried]
     # rollout processes are shared out between the jobs that run at the same time (parallel > 1), so the
     # machine runs config.workers rollout processes whether one job runs or several
     at_once = max(1, min(config.parallel, len(pairs)))
@@ -136,7 +156,9 @@ def run_pipeline(store_location: str, config: PipelineConfig, out: str | Path, *
         started = time.monotonic()
         inner_progress = progress and isinstance(executor, LocalExecutor)
         for round_ in range(config.rounds + 1):
-            outcomes = executor.map(run_round, round_jobs(config, store.location, out, round_, states, inner_progress))
+            carried, carried_steps = carry_over_round(store, config, out, round_, progress)
+            jobs = round_jobs(config, store.location, out, round_, states, inner_progress, carried)
+            outcomes = [*executor.map(run_round, jobs), carried_steps]
             pending = [o.result for job in outcomes for o in job if o.kind == "curate"]
             if pending:
                 raise CurationPending("\n".join(pending))

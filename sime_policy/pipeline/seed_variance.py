@@ -41,7 +41,7 @@ def retrain_and_score(store: object, config: PipelineConfig, chain: Chain, round
         states = initial_states(config)
         collect_rollouts(store, str(final), task=config.task, init_states=list(states.evaluation),
                          trials=config.evaluation_trials, seed=chain.seed, workers=config.workers, round=round_,
-                         branch=chain.branch, version=name, max_steps=config.max_steps, progress=progress,
+                         branch=chain.branch, version=name, max_steps=config.evaluation_max_steps, progress=progress,
                          envs=config.envs, lanes=config.lanes, device=config.resolved_device,
                          extra_rule={"pipeline_kind": "seed_variance", "train_seed": train_seed})
     return name

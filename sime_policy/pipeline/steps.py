@@ -15,7 +15,7 @@ from sime_data.versions import rule_dict
 
 from ..exploration import NO_EXPLORATION, Exploration
 from .config import PipelineConfig
-from .names import Chain
+from .names import CARRIED_OVER_MARKER, Chain
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -36,7 +36,8 @@ class StepOutcome:
     ran: bool
 
 
-def _say(chain: Chain, round_: int, text: str) -> None:
+def say(chain: Chain, round_: int, text: str) -> None:
+    """Log and print one line about a (seed, branch, round)."""
     who = f"seed {chain.seed}" + ("" if round_ == 0 else f" {chain.branch}") + f" round {round_}"
     log.info("[%s] %s", who, text)
     print(f"[{who}] {text}", flush=True)
@@ -147,6 +148,8 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
     version = training_version(store, config, chain, round_)
     run_dir = chain.checkpoint_dir(out, round_)
     final, latest = run_dir / "final.ckpt", run_dir / "latest.ckpt"
+    if (run_dir / CARRIED_OVER_MARKER).is_file():  # the previous round's policy (carry_over.py)
+        return StepOutcome("train", str(final), ran=False)
     for existing in (final, latest):
         if existing.is_file():
             trained_on = checkpoint_info(existing)["data"].get("version")
@@ -168,7 +171,7 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
     init_from = previous_checkpoint(chain, round_, out) if config.init_from == "previous" and round_ > 0 else None
     experiment = config.experiment(chain.seed)
     data = store.version(version)
-    _say(chain, round_, f"train on {version} ({data.n_episodes} episodes, "
+    say(chain, round_, f"train on {version} ({data.n_episodes} episodes, "
                         f"{data.n_frames} frames), budget {config.budget_description()}"
                         f"{', fine-tuning round ' + str(round_ - 1) if init_from else ''}"
                         f"{' (resuming)' if resume else ''}")
@@ -179,7 +182,7 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
                        device=config.resolved_device, init_from=init_from, tracker=tracker)
     assert result.final_checkpoint is not None
     if result.budget is not None:
-        _say(chain, round_, f"trained {result.budget.describe()} in {result.wall_time_s:.0f} s, final loss "
+        say(chain, round_, f"trained {result.budget.describe()} in {result.wall_time_s:.0f} s, final loss "
                             f"{result.final_train_loss:.4f}")
     return StepOutcome("train", str(result.final_checkpoint), ran=True)
 
@@ -195,7 +198,7 @@ def fit_step(config: PipelineConfig, chain: Chain, round_: int, out: Path) -> di
     report = read_fit_report(chain.checkpoint_dir(out, round_))
     if report is None:
         return None
-    _say(chain, round_, ("" if report.ok else "FLAG: ") + report.summary())
+    say(chain, round_, ("" if report.ok else "FLAG: ") + report.summary())
     if not report.ok:
         advice = ("train longer (--train-epochs / --min-train-steps), use a larger model, or check the data; "
                   "its rollouts would be jittery and slow and could poison the next round's data")
@@ -203,7 +206,7 @@ def fit_step(config: PipelineConfig, chain: Chain, round_: int, out: Path) -> di
             raise PoorFitError(f"round {round_} policy of seed {chain.seed} ({chain.branch}) fits its training data "
                                f"poorly ({'; '.join(report.problems)}): {advice}. Rerun with --fit-gate warn to "
                                "collect anyway")
-        _say(chain, round_, f"FLAG: collecting anyway (--fit-gate warn); {advice}")
+        say(chain, round_, f"FLAG: collecting anyway (--fit-gate warn); {advice}")
     return report.to_dict()
 
 
@@ -214,7 +217,6 @@ def exploration_of(config: PipelineConfig) -> Exploration:
                        tau1=config.tau1, tau2=config.tau2, noise_units=config.noise_units)
 
 
-ROLLOUT_KINDS = ("eval", "collect", "explore")
 
 
 def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str, checkpoint: str,
@@ -223,9 +225,7 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
     exploration) or 'explore' (collection states, SIME exploration)."""
     from ..rollout import collect_rollouts
 
-    if kind not in ROLLOUT_KINDS:
-        raise ValueError(f"unknown rollout kind {kind!r}; one of {ROLLOUT_KINDS}")
-    name = {"eval": chain.eval_version, "collect": chain.collect_version, "explore": chain.explore_version}[kind](round_)
+    name = chain.rollout_version(kind, round_)
     if store.has_version(name):
         return StepOutcome(kind, name, ran=False)
     exploration = exploration_of(config) if kind == "explore" else NO_EXPLORATION
@@ -233,14 +233,15 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
     chosen = states.of(kind)
     where = "held-out evaluation states" if kind == "eval" and config.held_out else "collection states"
     noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else ""
-    _say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
+    say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
     result = collect_rollouts(store, checkpoint, task=config.task, init_states=list(chosen), trials=trials,
                               exploration=exploration, seed=chain.seed, workers=config.workers, round=round_,
-                              branch=None if round_ == 0 else chain.branch, version=name, max_steps=config.max_steps,
+                              branch=None if round_ == 0 else chain.branch, version=name,
+                              max_steps=config.evaluation_max_steps if kind == "eval" else config.max_steps,
                               progress=progress, envs=config.envs, lanes=config.lanes, device=config.resolved_device,
                               extra_rule={"pipeline_kind": kind, "held_out": bool(kind == "eval" and config.held_out),
                                           "fit": fit})
-    _say(chain, round_, f"{kind}: success rate {result.success_rate:.3f} ± {result.stderr:.3f} "
+    say(chain, round_, f"{kind}: success rate {result.success_rate:.3f} ± {result.stderr:.3f} "
                         f"({len(result.episode_ids)} episodes)")
     return StepOutcome(kind, name, ran=True)
 
@@ -265,11 +266,11 @@ def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: in
 
         chosen = select(store, source, config.rule, config.threshold, chain.seed)
         smoothed = smooth_and_replay(store, config.task, chosen.episode_ids, progress=progress)
-        _say(chain, round_ + 1, f"data: {smoothed.describe()}")
+        say(chain, round_ + 1, f"data: {smoothed.describe()}")
         replacements, extra = smoothed.replacements, {**extra, **smoothed.as_rule()}
     version = create_selection_version(store, name, source, config.rule, config.threshold, base=base,
                                        seed=chain.seed, extra_rule=extra, replacements=replacements)
-    _say(chain, round_ + 1, f"data: {version.message} -> {name} ({version.n_episodes} episodes)")
+    say(chain, round_ + 1, f"data: {version.message} -> {name} ({version.n_episodes} episodes)")
     return StepOutcome("select", name, ran=True)
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sime_data
@@ -18,8 +19,10 @@ from sime_policy.pipeline import PipelineConfig, build_report, run_pipeline
 from sime_policy.pipeline.names import Chain
 
 TINY = PipelineConfig(name="tiny", task="lift", demos=5, rounds=1, seeds=(7,), train_steps=8, noise_scale=0.5,
-                      threshold=1.01, init_states=2, trials=2, eval_states=3, eval_trials=1, max_steps=24, workers=1,
-                      envs=3, record_demos=True)
+                      threshold=1.01, init_states=2, trials=2, eval_states=3, eval_trials=1, max_steps=24,
+                      eval_max_steps=30, workers=1, envs=3, record_demos=True, reuse_unchanged=False)
+# TINY's 8-step policy never succeeds, so no round adds data: without reuse_unchanged=False every round >= 1 would
+# reuse round 0 (test_a_round_with_unchanged_data_reuses_the_previous_round_bit_for_bit)
 
 
 def _cli(store: Path, out: Path, config: PipelineConfig, *extra: str) -> list[str]:
@@ -29,7 +32,9 @@ def _cli(store: Path, out: Path, config: PipelineConfig, *extra: str) -> list[st
             "--noise-scale", str(config.noise_scale), "--threshold", str(config.threshold),
             "--init-states", str(config.init_states), "--trials", str(config.trials),
             "--eval-states", str(config.eval_states), "--eval-trials", str(config.eval_trials), "--envs",
-            str(config.envs), "--max-steps", str(config.max_steps), "--no-progress", *extra]
+            str(config.envs), "--max-steps", str(config.max_steps),
+            "--eval-max-steps", str(config.eval_max_steps), "--no-progress",
+            *([] if config.reuse_unchanged else ["--retrain-unchanged"]), *extra]
 
 
 def _wait_for_version(store_path: Path, name: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -60,6 +65,8 @@ def _check_run(store: sime_data.Store, config: PipelineConfig, out: Path) -> Non
         assert r0_explore.rule["exploration"]["noise_scale"] == config.noise_scale
         assert r0_explore.rule["exploration"]["noise_units"] == "raw"
         assert r0_collect.rule["init_state_ids"] == r0_explore.rule["init_state_ids"]   # same states for both data
+        assert r0_eval.rule["horizon"] == config.eval_max_steps                        # the scoring horizon
+        assert r0_collect.rule["horizon"] == r0_explore.rule["horizon"] == config.max_steps
         held_out = set(r0_eval.rule["init_state_ids"])
         assert len(held_out) == config.eval_states
         assert held_out.isdisjoint(r0_explore.rule["init_state_ids"]) and held_out.isdisjoint(demo_states)
@@ -135,6 +142,45 @@ def test_pipeline_end_to_end_resumes_after_interrupt(tmp_path: Path) -> None:
     assert other.n == own.n == TINY.eval_states * TINY.eval_trials and other.vs_round0.n == other.n
     assert (out / "seed_variance" / "sime" / "round1" / "train_seed8" / "final.ckpt").is_file()
     assert build_report(store, run=TINY.name).summary.shape == report.summary.shape   # the report is unchanged
+
+
+def test_a_round_with_unchanged_data_reuses_the_previous_round_bit_for_bit(tmp_path: Path) -> None:
+    import torch
+
+    store_path = tmp_path / "store"
+    reused, retrained = TINY.with_updates(name="reuse", rounds=2, reuse_unchanged=True), TINY.with_updates(name="again")
+    run_pipeline(str(store_path), reused, tmp_path / "reuse", progress=False)
+    run_pipeline(str(store_path), retrained, tmp_path / "again", progress=False)
+    store = sime_data.open_store(store_path)
+    for branch, data_kind in (("baseline", "collect"), ("sime", "explore")):
+        chain, other = Chain("lift", "reuse", 7, branch), Chain("lift", "again", 7, branch)
+        assert store.version(chain.train_version(1, "lift/core_5")).rule["n_added"] == 0
+        for round_ in (1, 2):
+            assert (chain.checkpoint_dir(tmp_path / "reuse", round_) / "carried_over.json").is_file()
+            eval_ = store.version(chain.eval_version(round_))
+            assert eval_.rule["carried_over_from"] == chain.eval_version(round_ - 1)
+            assert eval_.rule["trained_on"] == chain.train_version(round_, "lift/core_5")
+            assert eval_.episode_ids == store.version(chain.eval_version(0)).episode_ids
+        data = store.version(getattr(chain, f"{data_kind}_version")(1))
+        assert data.episode_ids == store.version(getattr(chain, f"{data_kind}_version")(0)).episode_ids
+        # what retraining the same data actually gives: the same weights and the same episodes, action for action
+        weights = [torch.load(c.checkpoint_dir(out, r) / "final.ckpt", weights_only=False)["model"]
+                   for c, out, r in ((other, tmp_path / "again", 1), (chain, tmp_path / "reuse", 1))]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        redone = store.episodes(version=other.eval_version(1)).set_index(["init_state_id", "trial"])
+        kept = store.episodes(version=chain.eval_version(1)).set_index(["init_state_id", "trial"])
+        assert sorted(redone.index) == sorted(kept.index)
+        for pair in kept.index:
+            a = store.read_episode(redone.loc[pair, "episode_id"], keys=["actions"])["actions"]
+            b = store.read_episode(kept.loc[pair, "episode_id"], keys=["actions"])["actions"]
+            assert np.array_equal(a, b), pair
+    report = build_report(store, run="reuse").summary
+    assert sorted(zip(report["round"], report["branch"]))[-2:] == [(2, "baseline"), (2, "sime")]
+    # rerunning finds the reused rounds done: nothing new in the store
+    versions, episodes = set(store.versions()["name"]), len(store.episodes())
+    run_pipeline(str(store_path), reused, tmp_path / "reuse", progress=False)
+    assert set(store.versions()["name"]) == versions and len(store.episodes()) == episodes
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
