@@ -136,14 +136,15 @@ class SmoothingResult:
 
     def describe(self) -> str:
         """One line for logs."""
+        after = f"{self.flips_after:.1f}" if self.kept else "none kept"
         return (f"smoothed {len(self.replacements)} kept rollouts ({self.settings.label()}): {len(self.kept)} replays "
-                f"succeeded, {self.n_dropped} dropped; gripper flips per episode {self.flips_before:.1f} -> "
-                f"{self.flips_after:.1f}")
+                f"succeeded, {self.n_dropped} dropped; gripper flips per episode {self.flips_before:.1f} -> {after}")
 
     def as_rule(self) -> dict[str, Any]:
         """What a version's rule records about this step."""
         return {"smoothing": asdict(self.settings), "n_smoothed": len(self.kept), "n_smoothing_dropped": self.n_dropped,
-                "flips_before": round(self.flips_before, 2), "flips_after": round(self.flips_after, 2)}
+                "flips_before": round(self.flips_before, 2) if self.replacements else None,
+                "flips_after": round(self.flips_after, 2) if self.kept else None}  # no NaN in a rule's JSON
 
 
 def _earlier_replays(store: "Store", settings: SmoothingSettings) -> dict[str, tuple[str, bool]]:

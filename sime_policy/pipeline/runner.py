@@ -111,10 +111,14 @@ def round_jobs(config: PipelineConfig, store: str, out: Path, round_: int, state
 def describe(config: PipelineConfig, store: "Store", out: Path, executor_description: str) -> str:
     """A few lines saying what the run will do."""
     rule = "success" if config.rule == "success" else f"{config.rule}_{config.threshold:g}"
+    def steps(limit: int | None) -> str:
+        return f" ({limit} steps)" if limit is not None else ""
+
     if config.held_out:
-        score = (f"score on {config.eval_states} held-out states x {config.evaluation_trials} trials; data from "
-                 f"{config.init_states} collection states x {config.trials} trials without exploration (baseline) "
-                 "and with SIME exploration")
+        score = (f"score on {config.eval_states} held-out states x {config.evaluation_trials} trials"
+                 f"{steps(config.evaluation_max_steps)}; data from {config.init_states} collection states x "
+                 f"{config.trials} trials{steps(config.max_steps)} without exploration (baseline) and with SIME "
+                 "exploration")
     else:
         score = (f"score and baseline data on the {config.init_states} collection states x {config.trials} trials "
                  "(the reference's protocol: the score is measured on states whose successes are trained on); SIME "
