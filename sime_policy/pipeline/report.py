@@ -26,12 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ROW_COLUMNS = ["run", "task", "seed", "round", "branch", "success_rate", "successes", "rollouts", "held_out",
                "eval_version", "train_version", "train_episodes", "train_frames", "fit_position_mm", "fit_jitter_mm",
-               "fit_ok"]
+               "fit_ok", "reused"]
 SUMMARY_COLUMNS = ["run", "task", "round", "branch", "success_rate", "stderr", "n", "ci_rate_low", "ci_rate_high",
                    "diff_vs_round0", "ci_low", "ci_high", "p_value", "diff_vs_other", "ci_low_vs_other",
                    "ci_high_vs_other", "p_value_vs_other", "seeds", "success_rate_mean", "success_rate_std",
                    "per_seed", "held_out", "train_episodes", "train_frames", "fit_position_mm", "fit_jitter_mm",
-                   "fit_ok"]
+                   "fit_ok", "reused_seeds"]
 Outcomes = dict[tuple[int, str, int], bool]
 
 
@@ -95,9 +95,11 @@ class RunReport:
             direction = "better than" if row["diff_vs_round0"] > 0 else "worse than" if row["diff_vs_round0"] < 0 \
                 else "equal to"
             significant = "significant" if row["p_value"] < 0.05 else "not significant"
+            reused = (f"; it reuses round {last - 1}'s policy for {row['reused_seeds']} of {row['seeds']} seed(s): "
+                      "no new training data" if row["reused_seeds"] else "")
             lines.append(f"round {last} {branch} is {direction} round 0 by {row['diff_vs_round0']:+.3f} "
                          f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({p_clause(row['p_value'])}, "
-                         f"{significant} at 0.05)")
+                         f"{significant} at 0.05{reused})")
         sime = self._row(run, last, "sime")
         if sime is not None and not math.isnan(sime["diff_vs_other"]):
             lines.append(f"SIME minus baseline in round {last}: {sime['diff_vs_other']:+.3f} "
@@ -185,6 +187,7 @@ def gather(store: "Store", task: str | None = None, run: str | None = None) -> t
             "train_frames": int(train["n_frames"]) if train is not None else -1,
             "fit_position_mm": _number(fit.get("position_error_mm")), "fit_jitter_mm": _number(fit.get("jitter_mm")),
             "fit_ok": bool(fit.get("ok", True)),
+            "reused": bool(rule.get("carried_over_from")),   # the previous round's policy (training data unchanged)
         }
         for branch in (BRANCHES if parts["branch"] is None else (parts["branch"],)):
             records.append({**base, "branch": branch})
@@ -236,6 +239,7 @@ def summarize_rows(rows: pd.DataFrame, outcomes: dict[tuple, Outcomes]) -> pd.Da
             "fit_position_mm": float(fits.mean()) if fits.notna().any() else float("nan"),
             "fit_jitter_mm": float(group["fit_jitter_mm"].astype(float).mean()) if fits.notna().any() else float("nan"),
             "fit_ok": bool(group["fit_ok"].all()),
+            "reused_seeds": int(group["reused"].astype(bool).sum()),
         })
     return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
 

@@ -175,8 +175,11 @@ def test_a_round_with_unchanged_data_reuses_the_previous_round_bit_for_bit(tmp_p
             a = store.read_episode(redone.loc[pair, "episode_id"], keys=["actions"])["actions"]
             b = store.read_episode(kept.loc[pair, "episode_id"], keys=["actions"])["actions"]
             assert np.array_equal(a, b), pair
-    report = build_report(store, run="reuse").summary
-    assert sorted(zip(report["round"], report["branch"]))[-2:] == [(2, "baseline"), (2, "sime")]
+    report = build_report(store, run="reuse")
+    assert sorted(zip(report.summary["round"], report.summary["branch"]))[-2:] == [(2, "baseline"), (2, "sime")]
+    assert report.summary.groupby("round")["reused_seeds"].min().to_dict() == {0: 0, 1: 1, 2: 1}   # says so
+    assert "reuses round 1's policy for 1 of 1 seed(s)" in report.verdict("reuse")
+    assert (build_report(store, run="again").summary["reused_seeds"] == 0).all()
     # rerunning finds the reused rounds done: nothing new in the store
     versions, episodes = set(store.versions()["name"]), len(store.episodes())
     run_pipeline(str(store_path), reused, tmp_path / "reuse", progress=False)
