@@ -37,7 +37,6 @@ from .errors import ImportFormatError, InvalidNameError, StoreError
 from .processes import lock_fd
 from .schema import check_array_key
 from .versions import check_names_free
-from .writer import CommitBatch
 from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -458,7 +457,7 @@ def _write_demos(store: "Store", f: h5py.File, plan: _FilePlan, path: Path, sha:
                  task: str | None, progress: bool) -> list[str]:
     """Write every demo through one commit batch (one writer per array layout); returns ids in demo order."""
     episode_ids: list[str] = []
-    with CommitBatch(store) as batch:
+    with store.commit_batch() as batch:
         writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
         for demo in tqdm(plan.demos, desc=f"import {path.name}", unit="demo", disable=not progress):
             arrays = _read_demo(f["data"][demo.name], demo, str(path))
