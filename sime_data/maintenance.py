@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: Temporary files (".tmp-*", "*.partial") outside a dead writer's segment are removed once this old.
 TMP_MAX_AGE_SECONDS = 3600
-#: Store-wide compaction lock file (see catalog._CompactionLock).
+#: Store-wide compaction lock file (see compaction._CompactionLock).
 COMPACTION_LOCK = f"{LOCKS_DIR}/compaction.lock"
 _PARTIAL_SUFFIX = ".partial"  # zarr's LocalStore writes chunks to "<name>.<uuid>.partial" and renames them
 _TMP_PREFIX = ".tmp-"  # StoreFS.write_atomic's temporary files

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .catalog import Catalog, compact_store
+from .catalog import Catalog
+from .compaction import compact_store
 from .data_root import DataRoot
 from .errors import (
     CorruptStoreError,

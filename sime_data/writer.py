@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import zarr
 
-from .catalog import Catalog, compact_segment
+from .catalog import Catalog
+from .compaction import compact_segment
 from .checksums import ChecksumRecorder, episode_record, write_record_file
 from .data_root import DataRoot
 from .errors import StepMismatchError, WriterStateError
