@@ -1,4 +1,5 @@
-"""Discover numbered migrations and apply them copy-on-write: build the upgraded store beside it, then switch."""
+"""Discover numbered migrations and upgrade an existing store copy-on-write: build the upgraded store beside it,
+then switch."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def _discover() -> list[Migration]:
     return found
 
 
-#: The project's migrations, in order. Migration 1 creates a store from nothing.
+#: The project's migrations, in order. Migration 1 is format 1's layout; new stores are created at the current
+#: format by `sime_data.Store.create`, so migrations only ever upgrade existing stores.
 MIGRATIONS: list[Migration] = _discover()
 
 
@@ -81,15 +83,6 @@ def _record(sfs: StoreFS, migration: Migration) -> None:
     meta.schema_version = migration.number
     meta.migrations_applied = [*meta.migrations_applied, migration.name]
     sfs.write_atomic(ROOT_FILE, meta.to_json())
-
-
-def create_store(sfs: StoreFS, migrations: Sequence[Migration] | None = None) -> None:
-    """Create a store at the newest format: migration 1, then every later one in place (the store is empty)."""
-    migrations = list(migrations or MIGRATIONS)
-    migrations[0].apply(sfs)
-    for migration in migrations[1:]:
-        migration.apply(sfs)
-        _record(sfs, migration)
 
 
 def _copy_tree_for_migration(src: str, dst: str) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+#: On-disk format this code reads and writes; equals the number of the newest migration.
+SCHEMA_VERSION = 2
+#: The `migrations_applied` of a store created at this format: every migration's name, oldest first.
+FORMAT_MIGRATIONS = ("0001_create", "0002_checksums")
+
 ROOT_FILE = "sime_store.json"
 STORE_FORMAT = "sime-store"
 DATA_DIR = "data"  # Zarr v3 hierarchy: data/<segment>/<array key>

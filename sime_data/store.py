@@ -22,8 +22,9 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .layout import BLOBS_DIR, ROOT_FILE, STORE_FORMAT, RootMeta
+from .layout import BLOBS_DIR, ROOT_FILE, SCHEMA_VERSION, STORE_FORMAT, RootMeta
 from .migration_state import recover_interrupted_migration
+from .new_store import write_new_store
 from .segment import KeySpec, read_blocks
 from .sql_sandbox import API_MAX_ROWS, API_TIMEOUT_S
 from .storefs import StoreFS
@@ -42,9 +43,6 @@ from .writer import CommitBatch, EpisodeWriter
 
 log = logging.getLogger(__name__)
 
-#: On-disk format this code reads and writes; equals the number of the newest migration.
-SCHEMA_VERSION = 2
-
 
 class Store:
     """A versioned trajectory store at a local directory or fsspec URL."""
@@ -61,9 +59,7 @@ class Store:
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, location: str | os.PathLike, *, exist_ok: bool = False) -> "Store":
-        """Create a new, empty store (runs migration 0001) and open it."""
-        from migrations.runner import create_store
-
+        """Create a new, empty store at the current format and open it."""
         sfs = StoreFS(location)
         _recover_migration(sfs)  # never create an empty store where an interrupted migration's copy belongs
         if sfs.exists(ROOT_FILE):
@@ -73,9 +69,9 @@ class Store:
 
             raise StoreExistsError(f"a store already exists at {sfs.location}")
         if sfs.is_local:
-            _create_local_then_publish(sfs.root, create_store)
-        else:  # object stores: no rename; the root file of the first format appears before the upgrades
-            create_store(sfs)
+            _create_local_then_publish(sfs.root, write_new_store)
+        else:  # object stores: no rename; the root file is written last, at the current format
+            write_new_store(sfs)
         return cls.open(location)
 
     @classmethod
