@@ -307,7 +307,7 @@ def export_replay_buffer(
     ver = store.version(version)
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    table = store.catalog.episode_columns(["episode_id", "segment", "length", "task", "source", "success",
+    table = store.episode_columns(["episode_id", "segment", "length", "task", "source", "success",
                                            "init_state_id", "trial", "model_xml_sha", "keys"])
     rows = {r["episode_id"]: r for r in table.to_pylist()}
     items = [{"episode_id": eid, "start": int(start), "stop": int(stop), "row": rows[eid]}

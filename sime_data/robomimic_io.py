@@ -638,7 +638,7 @@ def export_robomimic(
     mask_versions = dict(masks) if masks is not None else _default_masks(store, version)
     mask_members = {key: store.version(name).episode_ids for key, name in mask_versions.items()}
 
-    table = store.catalog.episode_columns(["episode_id", "length", "task", "meta", "model_xml_sha", "keys"])
+    table = store.episode_columns(["episode_id", "length", "task", "meta", "model_xml_sha", "keys"])
     rows = {r["episode_id"]: r for r in table.to_pylist()}
     items: list[dict[str, Any]] = []
     for eid, start, stop in ver.manifest.itertuples(index=False):

@@ -296,7 +296,7 @@ def _episode_layout(store: "Store", version: "Version", episodes: Iterable[str] 
         raise EmptyVersionError(
             f"version {version.name!r} has no frames" + (" among the selected episodes" if episodes is not None else "")
         )
-    rows = store.catalog.episode_columns(["episode_id", "segment", "seg_start", "length"]).to_pandas()
+    rows = store.episode_columns(["episode_id", "segment", "seg_start", "length"]).to_pandas()
     table = manifest.merge(rows, on="episode_id", how="left", sort=False)
     if table["segment"].isna().any():  # pragma: no cover - versions are validated when made
         missing = table.loc[table["segment"].isna(), "episode_id"].tolist()

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import zarr
 
 from .catalog import Catalog
@@ -22,7 +23,7 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .layout import BLOBS_DIR, ROOT_FILE, SCHEMA_VERSION, STORE_FORMAT, RootMeta
+from .layout import BLOBS_DIR, ROOT_FILE, SCHEMA_VERSION, STORE_FORMAT, VERSION_SUFFIX, VERSIONS_DIR, RootMeta
 from .migration_state import recover_interrupted_migration
 from .new_store import write_new_store
 from .segment import KeySpec, read_blocks
@@ -163,6 +164,14 @@ class Store:
                 return table.slice(i, 1).to_pylist()[0]
         raise CorruptStoreError(f"episode rows kept changing while reading {episode_id!r}; try again")
 
+    def episode_columns(self, columns: Sequence[str]) -> pa.Table:
+        """Some columns of every committed episode row (only those columns are read when they are not loaded)."""
+        return self.catalog.episode_columns(columns)
+
+    def row_files(self) -> tuple[str, ...]:
+        """Relative paths of the episode row files in force now (the list changes with every commit)."""
+        return self.catalog.active_episode_files()
+
     def segment_keys(self, segment: str) -> dict[str, KeySpec]:
         """Array keys of a segment with their per-step shape and dtype."""
         with self._lock:
@@ -225,6 +234,14 @@ class Store:
     def versions(self) -> pd.DataFrame:
         """All versions with parents, message, rule and counts."""
         return self.catalog.versions()[0].to_pandas()
+
+    def version_files(self) -> list[str]:
+        """Relative paths of the version files on disk, sorted (unreadable ones included)."""
+        return self.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+
+    def unreadable_versions(self) -> dict[str, str]:
+        """Version files left out of the version list and SQL because they are unreadable: path -> reason."""
+        return self.catalog.unreadable_versions()
 
     def version(self, name: str) -> Version:
         """One version by name (VersionNotFoundError if unknown)."""
