@@ -21,7 +21,8 @@ from .storefs import StoreFS
 
 __all__ = ["compact_segment", "compact_store"]
 
-log = logging.getLogger(__name__)
+#: Messages keep the logger name they have always been shown under (the CLI prints it).
+log = logging.getLogger("sime_data.catalog")
 
 
 class _CompactionLock:
