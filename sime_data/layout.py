@@ -20,6 +20,8 @@ VERSION_SUFFIX = ".version.parquet"
 BLOBS_DIR = "blobs"  # content-addressed blobs, e.g. model XML: blobs/<sha256>.xml
 LOCKS_DIR = "locks"  # locks/<segment>.json while a writer owns the segment (held with an OS lock)
 CHECKSUMS_DIR = "checksums"  # checksums/<segment>/<name>.json: crc32c and size of each committed chunk file
+#: Store-wide compaction lock file (held while a compaction merges row files).
+COMPACTION_LOCK = f"{LOCKS_DIR}/compaction.lock"
 
 #: Frames per episode slot: every episode starts at a multiple of this in its segment's arrays,
 #: so no two episodes ever share a chunk and committed chunks are never rewritten.
