@@ -305,8 +305,8 @@ def _create_local_then_publish(root: str, create: Any) -> None:
     """Build a new local store in a hidden sibling directory, then rename it into place.
 
     A reader polling the location (another process opening the store while `sime run` creates it)
-    sees no store or a complete one at the current format, never the first format's root file before
-    the upgrades that follow it. Leftovers of a killed creation are removed by the next one.
+    sees no store or a complete one at the current format, never a half-built one. Leftovers of a
+    killed creation are removed by the next one.
     """
     import fcntl
     import shutil
