@@ -59,7 +59,7 @@ def main() -> None:
                         format_func=lambda k: PAGES[k][0], captions=[p[1] for p in PAGES.values()])
         st.divider()
         st.caption(f"Store: `{store.location}`")
-        unreadable = store.catalog.unreadable_versions()
+        unreadable = store.unreadable_versions()
         if unreadable:
             st.warning(f"{len(unreadable)} version file(s) could not be read and are left out: "
                        + "; ".join(f"`{rel}`" for rel in unreadable) + ". Run `sime-data verify`.")

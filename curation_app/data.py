@@ -17,7 +17,6 @@ import pandas as pd
 import streamlit as st
 
 import sime_data
-from sime_data.layout import VERSION_SUFFIX, VERSIONS_DIR
 from sime_data.sql_sandbox import INTERACTIVE_MAX_ROWS, INTERACTIVE_TIMEOUT_S
 
 #: Episode columns the app shows (the big init_state blobs and key lists stay on disk).
@@ -48,8 +47,8 @@ def get_store(path: str) -> sime_data.Store:
 
 def state_token(store: sime_data.Store) -> str:
     """A digest of the committed episode files and version names: changes on every commit."""
-    files = store.catalog.active_episode_files()
-    versions = store.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+    files = store.row_files()
+    versions = store.version_files()
     digest = hashlib.sha1()
     for name in (*files, "|", *versions):
         digest.update(name.encode())
@@ -60,7 +59,7 @@ def state_token(store: sime_data.Store) -> str:
 @st.cache_data(show_spinner=False, max_entries=8)
 def episodes_table(path: str, token: str) -> pd.DataFrame:
     """All episode rows (app columns only) for the store state `token`."""
-    table = get_store(path).catalog.episode_columns(EPISODE_COLUMNS).to_pandas()
+    table = get_store(path).episode_columns(EPISODE_COLUMNS).to_pandas()
     table["success"] = table["success"].astype("boolean")
     return table
 

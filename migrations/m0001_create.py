@@ -1,4 +1,8 @@
-"""Migration 0001: create the store layout (format version 1) at an empty location."""
+"""Migration 0001: the store layout of format version 1 at an empty location.
+
+It is never applied to an existing store (every store is at format 1 or later); `sime_data.Store.create` writes
+new stores at the current format. It stays as the record of what format 1 is.
+"""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from sime_data.catalog import Catalog
 from sime_data.checksums import episode_record, hash_files, write_record_file
-from sime_data.layout import CHECKSUMS_DIR, DATA_DIR, ROOT_FILE, RootMeta
+from sime_data.layout import CHECKSUMS_DIR, DATA_DIR
 from sime_data.segment import ArrayLayout
 from sime_data.storefs import StoreFS
 
@@ -24,11 +25,8 @@ RECORD_NAME = "migrated-0002"
 
 def apply(sfs: StoreFS) -> None:
     """Write checksums/<segment>/migrated-0002.json for each segment holding committed episodes."""
-    from sime_data.store import Store
-
     sfs.makedirs(CHECKSUMS_DIR)
-    store = Store(sfs, RootMeta.from_json(sfs.read_bytes(ROOT_FILE)))
-    table = store.catalog.episodes().select(["episode_id", "segment", "seg_start", "length", "keys"])
+    table = Catalog(sfs).episodes().select(["episode_id", "segment", "seg_start", "length", "keys"])
     by_segment: dict[str, list[dict]] = defaultdict(list)
     for row in table.to_pylist():
         by_segment[row["segment"]].append(row)

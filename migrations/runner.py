@@ -1,4 +1,5 @@
-"""Discover numbered migrations and apply them copy-on-write: build the upgraded store beside it, then switch."""
+"""Discover numbered migrations and upgrade an existing store copy-on-write: build the upgraded store beside it,
+then switch."""
 
 from __future__ import annotations
 
@@ -16,14 +17,22 @@ from typing import Callable, Sequence
 
 from sime_data.errors import NewerStoreError, StoreError, StoreNotFoundError
 from sime_data.layout import DATA_DIR, LOCKS_DIR, ROOT_FILE, RootMeta
-from sime_data.processes import lock_fd
+from sime_data.migration_state import (
+    COMPLETE_MARKER,
+    STAGING_INFIX,
+    StagingLock,
+    ensure_no_migration_running,
+    recover_interrupted_migration,
+)
+from sime_data.processes import lock_is_live
+from sime_data.store import Store
 from sime_data.storefs import StoreFS
+
+__all__ = ["COMPLETE_MARKER", "MIGRATIONS", "STAGING_INFIX", "Migration", "ensure_no_migration_running", "latest_version",
+           "migrate", "pending_migrations", "recover_interrupted_migration"]
 
 log = logging.getLogger(__name__)
 _MODULE_RE = re.compile(r"^m(\d{4})_\w+$")
-COMPLETE_MARKER = ".migration-complete"
-#: Migration copies are named `<store>.migrating-<time>-<id>` beside the store.
-STAGING_INFIX = ".migrating-"
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ def _discover() -> list[Migration]:
     return found
 
 
-#: The project's migrations, in order. Migration 1 creates a store from nothing.
+#: The project's migrations, in order. Migration 1 is format 1's layout; new stores are created at the current
+#: format by `sime_data.Store.create`, so migrations only ever upgrade existing stores.
 MIGRATIONS: list[Migration] = _discover()
 
 
@@ -75,15 +85,6 @@ def _record(sfs: StoreFS, migration: Migration) -> None:
     sfs.write_atomic(ROOT_FILE, meta.to_json())
 
 
-def create_store(sfs: StoreFS, migrations: Sequence[Migration] | None = None) -> None:
-    """Create a store at the newest format: migration 1, then every later one in place (the store is empty)."""
-    migrations = list(migrations or MIGRATIONS)
-    migrations[0].apply(sfs)
-    for migration in migrations[1:]:
-        migration.apply(sfs)
-        _record(sfs, migration)
-
-
 def _copy_tree_for_migration(src: str, dst: str) -> None:
     """Copy a local store into `dst`; Zarr chunk files (never rewritten in place) are hard-linked, the rest copied."""
     data_prefix = os.path.join(src, DATA_DIR)
@@ -101,8 +102,6 @@ def _copy_tree_for_migration(src: str, dst: str) -> None:
 
 
 def _live_writers(sfs: StoreFS) -> list[str]:
-    from sime_data.processes import lock_is_live
-
     return [f for f in sfs.list_files(LOCKS_DIR, ".json") if not f.endswith("compaction.lock") and lock_is_live(sfs, f)]
 
 
@@ -135,7 +134,7 @@ def migrate(location: str | os.PathLike, *, migrations: Sequence[Migration] | No
     stamp = time.strftime("%Y%m%dT%H%M%S")
     staging = f"{root}{STAGING_INFIX}{stamp}-{uuid.uuid4().hex[:6]}"
     backup = f"{root}.pre-migrate-v{meta.schema_version}-{stamp}"
-    held = _StagingLock.create(staging)  # announces the migration before the writer check (writers do the reverse)
+    held = StagingLock.create(staging)  # announces the migration before the writer check (writers do the reverse)
     try:
         writers = _live_writers(sfs)
         if writers:
@@ -148,8 +147,6 @@ def migrate(location: str | os.PathLike, *, migrations: Sequence[Migration] | No
             say(f"applying {migration.name}: {migration.description}")
             migration.apply(staged)
             _record(staged, migration)
-        from sime_data.store import Store
-
         Store.open(staging, schema_version=target)  # must open cleanly before we switch
         marker = {"backup": backup, "from_version": meta.schema_version, "to_version": target}
         staged.write_atomic(COMPLETE_MARKER, json.dumps(marker).encode())
@@ -168,131 +165,3 @@ def migrate(location: str | os.PathLike, *, migrations: Sequence[Migration] | No
     if not keep_backup:
         shutil.rmtree(backup, ignore_errors=True)
     return [m.name for m in todo]
-
-
-class _StagingLock:
-    """An OS lock on a migration's staging directory, held while the migration runs (released by the kernel)."""
-
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
-        self.fd: int | None = fd
-
-    @classmethod
-    def create(cls, path: str) -> "_StagingLock":
-        """Make the staging directory and lock it (a recovery may only remove it once it is unlocked)."""
-        os.mkdir(path)
-        fd = os.open(path, os.O_RDONLY)
-        if not lock_fd(fd, wait=False):
-            os.close(fd)
-            raise StoreError(f"could not lock the migration copy {path}")
-        held = cls(path, fd)
-        held.check_still_mine()
-        return held
-
-    @classmethod
-    def try_take(cls, path: str) -> "_StagingLock | None":
-        """Lock an existing staging directory if no live migration holds it; None if one does (or it vanished)."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not lock_fd(fd, wait=False):
-            os.close(fd)
-            return None
-        return cls(path, fd)
-
-    def check_still_mine(self) -> None:
-        """Raise if the directory at `path` is no longer the one this lock holds (removed and recreated)."""
-        try:
-            same = os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            raise StoreError(f"the migration copy {self.path} was removed while the migration ran; nothing changed")
-
-    def release(self) -> None:
-        """Drop the OS lock."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _stagings(root: str) -> list[str]:
-    """Paths of the migration copies of the store at `root` (newest first)."""
-    parent, name = os.path.split(root)
-    try:
-        entries = [e.name for e in os.scandir(parent) if e.name.startswith(name + STAGING_INFIX)]
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
-    return [os.path.join(parent, e) for e in sorted(entries, reverse=True)]
-
-
-def recover_interrupted_migration(root: str, say: Callable[[str], None] | None = None,
-                                  wait_s: float = 30.0) -> None:
-    """Finish or roll back a migration of the store at `root` whose process died; wait out one that is switching.
-
-    A dead migration's copy is removed while the store is still in place (rolled back: the store was never
-    changed). If the store was already renamed away and the copy is complete, the copy is moved in (the
-    switch is finished). Raises MigrationInProgressError if a live migration keeps the store missing.
-    """
-    from sime_data.errors import MigrationInProgressError
-
-    say = say or (lambda text: log.warning(text))
-    deadline = time.monotonic() + wait_s
-    while True:
-        live = False
-        for staging in _stagings(root):
-            held = _StagingLock.try_take(staging)
-            if held is None:
-                live = live or os.path.isdir(staging)
-                continue
-            try:
-                _resolve_dead_staging(root, staging, say)
-            finally:
-                held.release()
-        leftover = os.path.join(root, COMPLETE_MARKER)
-        if os.path.exists(leftover) and not live:
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
-        if os.path.exists(root) or not live:
-            return
-        if time.monotonic() > deadline:
-            raise MigrationInProgressError(
-                f"the store at {root} is being switched to a migrated copy by a running `sime-data migrate`; "
-                "retry when it has finished"
-            )
-        time.sleep(0.05)
-
-
-def _resolve_dead_staging(root: str, staging: str, say: Callable[[str], None]) -> None:
-    """Roll back (remove) or roll forward (move into place) the copy of a migration that died."""
-    complete = os.path.exists(os.path.join(staging, COMPLETE_MARKER))
-    if not os.path.exists(root) and complete:
-        os.rename(staging, root)
-        try:
-            os.unlink(os.path.join(root, COMPLETE_MARKER))
-        except FileNotFoundError:
-            pass
-        say(f"finished an interrupted migration: moved the complete copy {staging} into place at {root}")
-        return
-    shutil.rmtree(staging, ignore_errors=True)
-    state = "a complete but unswitched" if complete else "an incomplete"
-    say(f"rolled back an interrupted migration: removed {state} copy {staging} (the store itself was unchanged)")
-
-
-def ensure_no_migration_running(root: str) -> None:
-    """Resolve a dead migration of the store at `root`; raise MigrationInProgressError while a live one runs."""
-    from sime_data.errors import MigrationInProgressError
-
-    recover_interrupted_migration(root)
-    for staging in _stagings(root):
-        held = _StagingLock.try_take(staging)
-        if held is None and os.path.isdir(staging):
-            raise MigrationInProgressError(
-                f"`sime-data migrate` is upgrading the store at {root} right now; episodes written now would be "
-                "left behind in the pre-migration copy, so writing waits until it has finished"
-            )
-        if held is not None:
-            held.release()

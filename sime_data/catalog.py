@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import threading
 import time
-import uuid
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import duckdb
 import pandas as pd
@@ -19,16 +17,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import CorruptStoreError, SQLError, StoreWarning
-from .layout import COMPACT_PREFIX, EPISODES_DIR, LOCKS_DIR, VERSION_SUFFIX, VERSIONS_DIR, version_name_from_path
-from .processes import HeldLock, lock_is_live
+from .layout import COMPACT_PREFIX, EPISODES_DIR, VERSION_SUFFIX, VERSIONS_DIR, version_name_from_path
 from .row_overlap import IdRange, id_range, overlapping_groups, shared_episode
 from .schema import EPISODE_SCHEMA
 from .sql_sandbox import API_MAX_ROWS, API_TIMEOUT_S, check_read_only, run_read_only
+from .storefs import StoreFS
 
-__all__ = ["Catalog", "check_read_only", "read_version_file", "compact_store", "compact_segment"]
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .store import Store
+__all__ = ["Catalog", "check_read_only", "read_parquet", "read_version_file"]
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +52,18 @@ VERSIONS_SCHEMA = pa.schema(
 )
 
 
-def _read_parquet(store: "Store", rel: str) -> pa.Table:
-    if store.sfs.is_local:
-        return pq.read_table(store.sfs.path(rel))
-    return pq.read_table(io.BytesIO(store.sfs.read_bytes(rel)))
+def read_parquet(sfs: StoreFS, rel: str) -> pa.Table:
+    """A Parquet file of the store as one table (read in place on local disks)."""
+    if sfs.is_local:
+        return pq.read_table(sfs.path(rel))
+    return pq.read_table(io.BytesIO(sfs.read_bytes(rel)))
 
 
 class Catalog:
     """Cached view of the committed episode rows and versions, refreshed from the file listing."""
 
-    def __init__(self, store: "Store") -> None:
-        self.store = store
+    def __init__(self, sfs: StoreFS) -> None:
+        self.sfs = sfs
         self._lock = threading.RLock()
         self._file_tables: dict[str, pa.Table] = {}
         self._supersedes: dict[str, frozenset[str]] = {}
@@ -89,6 +85,11 @@ class Catalog:
         self._dup_possible = False
         self._dataset: tuple[tuple[str, ...], Any] | None = None
         self._column_cache: dict[tuple[str, ...], pa.Table] = {}
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, as given when opened."""
+        return self.sfs.location
 
     # ------------------------------------------------------------------ episodes
     def episodes(self) -> pa.Table:
@@ -117,12 +118,12 @@ class Catalog:
     def _refresh_files(self) -> tuple[str, ...]:
         """List row files, read the footers of new ones (supersessions only), return the active files."""
         for attempt in range(50):
-            files = self.store.sfs.list_files(EPISODES_DIR, ".parquet")
+            files = self.sfs.list_files(EPISODES_DIR, ".parquet")
             for rel in files:
                 if rel not in self._footers:
                     self._read_footer(rel)
             # a directory walk racing a compaction can miss both the merged file and its sources: list again
-            again = set(self.store.sfs.list_files(EPISODES_DIR, ".parquet"))
+            again = set(self.sfs.list_files(EPISODES_DIR, ".parquet"))
             appeared = again - set(files)
             if set(files) <= again and not any(f.rsplit("/", 1)[-1].startswith(COMPACT_PREFIX) for f in appeared):
                 break
@@ -179,7 +180,7 @@ class Catalog:
         """The episode_id column of one row file (cached while the file overlaps another)."""
         if rel not in self._file_ids:
             try:
-                source = self.store.sfs.path(rel) if self.store.sfs.is_local else io.BytesIO(self.store.sfs.read_bytes(rel))
+                source = self.sfs.path(rel) if self.sfs.is_local else io.BytesIO(self.sfs.read_bytes(rel))
                 column = pq.read_table(source, columns=["episode_id"])["episode_id"]
             except FileNotFoundError:
                 raise
@@ -191,7 +192,7 @@ class Catalog:
     def _read_footer(self, rel: str) -> None:
         """Check a new row file is an episode row file; note its supersessions and episode id range."""
         try:
-            source = self.store.sfs.path(rel) if self.store.sfs.is_local else io.BytesIO(self.store.sfs.read_bytes(rel))
+            source = self.sfs.path(rel) if self.sfs.is_local else io.BytesIO(self.sfs.read_bytes(rel))
             with pq.ParquetFile(source) as parquet:
                 schema = parquet.schema_arrow
                 if not _is_episode_schema(schema):
@@ -239,11 +240,11 @@ class Catalog:
         if self._dataset is None or self._dataset[0] != active:
             if not active:
                 data: Any = EPISODE_SCHEMA.empty_table()
-            elif self.store.sfs.is_local:
-                data = ds.dataset([self.store.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet")
+            elif self.sfs.is_local:
+                data = ds.dataset([self.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet")
             else:
-                data = ds.dataset([self.store.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet",
-                                  filesystem=self.store.sfs.fs)
+                data = ds.dataset([self.sfs.path(f) for f in active], schema=EPISODE_SCHEMA, format="parquet",
+                                  filesystem=self.sfs.fs)
             self._dataset = (active, data)
         return self._dataset[1]
 
@@ -265,7 +266,7 @@ class Catalog:
 
     def _load_rows(self, rel: str) -> pa.Table:
         try:
-            table = _read_parquet(self.store, rel)
+            table = read_parquet(self.sfs, rel)
         except FileNotFoundError:
             raise
         except Exception as exc:  # a damaged file must not hide the rest of the store
@@ -298,7 +299,7 @@ class Catalog:
     def versions(self) -> tuple[pa.Table, pa.Table]:
         """(versions table, version_episodes table), fresh from the listing; unreadable files are left out."""
         with self._lock:
-            files = self.store.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+            files = self.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
             listed = tuple(version_name_from_path(f) for f in files)
             for gone in set(self._unreadable_versions) - set(files):
                 del self._unreadable_versions[gone]
@@ -324,7 +325,7 @@ class Catalog:
     def _load_version_file(self, name: str, rel: str) -> bool:
         """Read one version file into the cache; on damage warn once, naming the file, and return False."""
         try:
-            loaded = read_version_file(self.store, rel)
+            loaded = read_version_file(self.sfs, rel)
             _version_row(loaded[0])
         except FileNotFoundError:  # removed between listing and reading
             self._unreadable_versions.pop(rel, None)
@@ -354,10 +355,14 @@ class Catalog:
                 from .layout import version_path
 
                 rel = version_path(name)
-                if not self.store.sfs.exists(rel):
+                if not self.sfs.exists(rel):
                     return None
-                self._version_files[name] = read_version_file(self.store, rel)
+                self._version_files[name] = read_version_file(self.sfs, rel)
             return self._version_files[name]
+
+    def has_version(self, name: str) -> bool:
+        """True when a version of this name exists."""
+        return self.version(name) is not None
 
     # ------------------------------------------------------------------ SQL
     def sql(self, query: str, *, timeout_s: float | None = API_TIMEOUT_S,
@@ -373,7 +378,7 @@ class Catalog:
             try:
                 return run_read_only(query, tables, timeout_s=timeout_s, max_rows=max_rows)
             except duckdb.Error as exc:
-                if all(self.store.sfs.exists(f) for f in active):
+                if all(self.sfs.exists(f) for f in active):
                     raise SQLError(f"SQL error: {exc}") from exc
                 time.sleep(0.01 * (attempt + 1))  # a compaction replaced files mid-query: list again
         raise CorruptStoreError("episode metadata kept changing while being queried; try again")  # pragma: no cover
@@ -404,10 +409,10 @@ def _drop_duplicate_episodes(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep))
 
 
-def read_version_file(store: "Store", rel: str) -> tuple[dict[str, Any], pa.Table]:
+def read_version_file(sfs: StoreFS, rel: str) -> tuple[dict[str, Any], pa.Table]:
     """(info dict, manifest table) of a version file."""
     try:
-        table = _read_parquet(store, rel)
+        table = read_parquet(sfs, rel)
         info = json.loads((table.schema.metadata or {})[VERSION_INFO_KEY])
     except FileNotFoundError:
         raise
@@ -430,77 +435,3 @@ def _version_row(info: dict[str, Any]) -> dict[str, Any]:
         "n_frames": stats.get("n_frames"),
         "success_rate": stats.get("success_rate"),
     }
-
-
-# ---------------------------------------------------------------------- compaction
-class _CompactionLock:
-    """Store-wide advisory lock so two compactions never merge the same files.
-
-    Held as an OS lock for the compaction's life (a heartbeat on object stores), like a writer's segment
-    lock: a compaction in another PID namespace or container is live while it runs, and a killed one's
-    lock is taken over at once.
-    """
-
-    def __init__(self, store: "Store") -> None:
-        self.store = store
-        self.rel = f"{LOCKS_DIR}/compaction.lock"
-        self.held: HeldLock | None = None
-
-    def _take(self) -> None:
-        self.held = HeldLock(self.store.sfs, self.rel, {"host": socket.gethostname(), "at": time.time(),
-                                                        "kind": "compaction"})
-
-    def __enter__(self) -> "_CompactionLock":
-        try:
-            self._take()
-        except FileExistsError:
-            try:
-                if not lock_is_live(self.store.sfs, self.rel):
-                    self.store.sfs.remove(self.rel)
-                    self._take()
-            except (FileNotFoundError, FileExistsError):
-                pass
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.held is not None:
-            self.held.release()
-            self.held = None
-
-
-def _merge_files(store: "Store", files: list[str], out_rel: str, scope: str) -> int:
-    """Write one file with the rows of `files` that supersedes them (and stale leftovers), then delete them."""
-    leftovers = [f for f in store.catalog.superseded_files() if f.startswith(scope + "/")]
-    tables = [_read_parquet(store, f).replace_schema_metadata(None).cast(EPISODE_SCHEMA) for f in files]
-    merged = pa.concat_tables(tables).combine_chunks()
-    merged = merged.replace_schema_metadata({SUPERSEDES_KEY: json.dumps(files + leftovers).encode()})
-    buffer = io.BytesIO()
-    pq.write_table(merged, buffer, compression="zstd", row_group_size=256_000)
-    store.sfs.write_atomic(out_rel, buffer.getvalue(), exclusive=True)
-    for rel in files + leftovers:
-        store.sfs.remove(rel)
-    return merged.num_rows
-
-
-def compact_segment(store: "Store", segment: str) -> int:
-    """Merge one segment's per-episode row files into one; returns the rows merged (0 if skipped)."""
-    with _CompactionLock(store) as lock:
-        if not lock.held:
-            return 0
-        files = [f for f in store.catalog.active_episode_files() if f.startswith(f"{EPISODES_DIR}/{segment}/")]
-        if len(files) < 2:
-            return 0
-        return _merge_files(store, files, f"{EPISODES_DIR}/{segment}/{COMPACT_PREFIX}{uuid.uuid4().hex[:12]}.parquet",
-                            f"{EPISODES_DIR}/{segment}")
-
-
-def compact_store(store: "Store") -> int:
-    """Merge all episode row files of the store into one; returns the number of rows."""
-    with _CompactionLock(store) as lock:
-        if not lock.held:
-            log.info("another compaction is running; skipped")
-            return 0
-        files = list(store.catalog.active_episode_files())
-        if len(files) < 2 and not store.catalog.superseded_files():
-            return 0
-        return _merge_files(store, files, f"{EPISODES_DIR}/{COMPACT_PREFIX}{uuid.uuid4().hex[:12]}.parquet", EPISODES_DIR)

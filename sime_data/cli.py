@@ -11,17 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
-
 from .cli_store import accept_store_anywhere, resolve_store
+from .console import console, err_console, human_bytes, print_frame
 from .errors import StoreError
 from .sql_sandbox import INTERACTIVE_MAX_ROWS, INTERACTIVE_TIMEOUT_S
-
-#: Piped output (files, CI logs) gets wide tables instead of the 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
 
 def _open(args: argparse.Namespace):
     from .store import open_store
@@ -45,39 +38,6 @@ def _open_or_create(args: argparse.Namespace):
     return store
 
 
-def print_frame(frame: pd.DataFrame, *, title: str | None = None, max_rows: int = 50) -> None:
-    """Print a DataFrame as a table (first `max_rows` rows)."""
-    table = Table(title=title, show_lines=False)
-    for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
-    for row in frame.head(max_rows).itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
-    console.print(table)
-    if len(frame) > max_rows:
-        console.print(f"... {len(frame) - max_rows} more rows (use --max-rows, --csv or --json)")
-
-
-#: How a missing value (SQL NULL, NaN, None, pd.NA) prints in tables; the curation app shows the same.
-NULL_TEXT = "—"
-
-
-def _cell(value: Any) -> str:
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return NULL_TEXT
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n} B"
-
-
 # ---------------------------------------------------------------------- commands
 def cmd_init(args: argparse.Namespace) -> int:
     """Create a new store."""
@@ -97,7 +57,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     console.print(f"[bold]store[/bold] {summary['location']}  format {summary['schema_version']}  "
-                  f"disk {_human_bytes(summary['disk_bytes'])}")
+                  f"disk {human_bytes(summary['disk_bytes'])}")
     console.print(f"episodes {summary['n_episodes']}  frames {summary['n_frames']}  segments {summary['n_segments']}  "
                   f"versions {summary['n_versions']}")
     if summary["by_group"]:

@@ -26,7 +26,7 @@ def version_of_import(store: "Store", rule_kind: str, sha: str) -> str | None:
 def committed_import_records(store: "Store", meta_key: str, sha: str,
                              sha_field: str = "sha256") -> Iterator[tuple[str, dict[str, Any]]]:
     """(episode id, its `meta[meta_key]` record) of every committed episode imported from content with this sha256."""
-    table = store.catalog.episode_columns(["episode_id", "meta"])
+    table = store.episode_columns(["episode_id", "meta"])
     hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], sha), False))
     for episode_id, raw in zip(hits["episode_id"].to_pylist(), hits["meta"].to_pylist()):
         record = (json.loads(raw) or {}).get(meta_key) or {}

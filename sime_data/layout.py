@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+#: On-disk format this code reads and writes; equals the number of the newest migration.
+SCHEMA_VERSION = 2
+#: The `migrations_applied` of a store created at this format: every migration's name, oldest first.
+FORMAT_MIGRATIONS = ("0001_create", "0002_checksums")
+
 ROOT_FILE = "sime_store.json"
 STORE_FORMAT = "sime-store"
 DATA_DIR = "data"  # Zarr v3 hierarchy: data/<segment>/<array key>
@@ -15,6 +20,8 @@ VERSION_SUFFIX = ".version.parquet"
 BLOBS_DIR = "blobs"  # content-addressed blobs, e.g. model XML: blobs/<sha256>.xml
 LOCKS_DIR = "locks"  # locks/<segment>.json while a writer owns the segment (held with an OS lock)
 CHECKSUMS_DIR = "checksums"  # checksums/<segment>/<name>.json: crc32c and size of each committed chunk file
+#: Store-wide compaction lock file (held while a compaction merges row files).
+COMPACTION_LOCK = f"{LOCKS_DIR}/compaction.lock"
 
 #: Frames per episode slot: every episode starts at a multiple of this in its segment's arrays,
 #: so no two episodes ever share a chunk and committed chunks are never rewritten.

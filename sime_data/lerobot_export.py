@@ -397,7 +397,7 @@ def export_lerobot(
     _check_target(out_dir, overwrite)
 
     columns = ["episode_id", "segment", "length", "keys", *[c for c in L.EXPORTED_EPISODE_COLUMNS if c != "episode_id"]]
-    rows = {r["episode_id"]: r for r in store.catalog.episode_columns(L.unique(columns)).to_pylist()}
+    rows = {r["episode_id"]: r for r in store.episode_columns(L.unique(columns)).to_pylist()}
     items = [(str(eid), int(start), int(stop)) for eid, start, stop in ver.manifest.itertuples(index=False)]
     layout = _common_layout(store, version, [rows[eid] for eid, _, _ in items])
     features = _plan_features(layout, video)

@@ -34,7 +34,6 @@ from .errors import ImportFormatError, InvalidNameError, MetadataTypeError, Stor
 from .metadata_types import check_metadata_types
 from .schema import RESERVED_COLUMNS, SETTABLE_COLUMNS, check_array_key
 from .versions import check_names_free
-from .writer import CommitBatch
 from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -632,7 +631,7 @@ def _write_episodes(store: "Store", plan: _Plan, metas: list[dict[str, Any]], so
     columns = L.unique([s.feature for s in plan.sources if s.kind != "video"] + list(L.DEFAULT_FEATURES))
     cache = _DataCache(columns)
     episode_ids: list[str] = []
-    with CommitBatch(store) as batch:
+    with store.commit_batch() as batch:
         writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
         for episode, meta in tqdm(list(zip(plan.episodes, metas)), desc=f"import {plan.directory.name}",
                                   unit="episode", disable=not progress):

@@ -81,7 +81,7 @@ def run_quickstart(location: str) -> Store:
     """Build the example store and print what a user would look at first."""
     from rich.console import Console
 
-    from .cli import print_frame
+    from .console import print_frame
 
     console = Console()
     store = build_example_store(location)

@@ -64,7 +64,6 @@ from .robomimic_io import _ExportTemp, _publish, default_version_name, remove_st
 from .schema import check_array_key
 from .segment import SUPPORTED_KINDS, KeySpec
 from .versions import check_names_free
-from .writer import CommitBatch
 from .import_records import committed_import_records, version_of_import
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -308,7 +307,7 @@ def export_replay_buffer(
     ver = store.version(version)
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    table = store.catalog.episode_columns(["episode_id", "segment", "length", "task", "source", "success",
+    table = store.episode_columns(["episode_id", "segment", "length", "task", "source", "success",
                                            "init_state_id", "trial", "model_xml_sha", "keys"])
     rows = {r["episode_id"]: r for r in table.to_pylist()}
     items = [{"episode_id": eid, "start": int(start), "stop": int(stop), "row": rows[eid]}
@@ -638,7 +637,7 @@ def _write_episodes(store: "Store", plan: _BufferPlan, sha: str, source: str, ta
     """Write every episode through one commit batch (one writer: all episodes share a layout); ids in order."""
     readers = {name: _SequentialReader(arr, name, plan.label) for name, arr in plan.arrays.items()}
     ids = []
-    with CommitBatch(store) as batch:
+    with store.commit_batch() as batch:
         writer = batch.writer(source=source, task=task)
         for index, (start, stop) in enumerate(tqdm(plan.bounds, desc=f"import {Path(plan.label).name}",
                                                    unit="episode", disable=not progress)):

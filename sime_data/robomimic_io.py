@@ -18,7 +18,6 @@ episode's `meta` JSON (key ``robomimic``), file-level attrs and mask formats in 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -27,18 +26,21 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import ImportFormatError, InvalidNameError, StoreError
-from .processes import lock_fd
-from .schema import check_array_key
-from .versions import check_names_free
-from .writer import CommitBatch
+from .errors import ImportFormatError, StoreError
+from .hdf5_attrs import decode_attr, encode_attr, encode_attrs
 from .import_records import committed_import_records, version_of_import
+from .processes import lock_fd
+from .robomimic_reader import MODEL_FILE_ATTR, NUM_SAMPLES_ATTR, FilePlan, inspect_file, open_h5, read_demo
+from .versions import check_names_free
+
+__all__ = ["ExportResult", "ImportResult", "decode_attr", "default_version_name", "encode_attr", "encode_attrs",
+           "export_robomimic", "file_sha256", "import_robomimic", "remove_stale_export_temps"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -53,12 +55,6 @@ IMPORT_RULE_KIND = "robomimic_import"
 MASK_RULE_KIND = "robomimic_mask"
 #: Key of the episode `meta` JSON holding what an exact export needs.
 META_KEY = "robomimic"
-#: Demo attrs handled separately from the recorded ones.
-_MODEL_FILE = "model_file"
-_NUM_SAMPLES = "num_samples"
-_DEMO_RE = re.compile(r"^demo_(\d+)$")
-#: HDF5 compression filters re-applied on export (always available in h5py builds).
-_PORTABLE_COMPRESSION = {"gzip", "lzf"}
 
 
 # ============================================================================ results
@@ -89,248 +85,10 @@ class ExportResult:
 
 
 # ============================================================================ attribute encoding
-def encode_attr(value: Any) -> dict[str, Any]:
-    """JSON form of one HDF5 attribute value that `decode_attr` turns back into an identical value."""
-    if isinstance(value, str):
-        return {"t": "str", "v": value}
-    if isinstance(value, bytes) and not isinstance(value, np.bytes_):
-        return {"t": "bytes", "b64": base64.b64encode(value).decode()}
-    if isinstance(value, h5py.Empty):
-        return {"t": "empty", "dtype": np.dtype(value.dtype).str}
-    arr = np.asarray(value)
-    if arr.dtype.kind == "O":  # variable-length strings
-        items = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
-        return {"t": "str_array", "shape": list(arr.shape), "v": items}
-    if arr.ndim == 0 and arr.dtype.kind in "biuf":
-        return {"t": "scalar", "dtype": arr.dtype.str, "v": arr.item()}
-    return {"t": "array", "dtype": arr.dtype.str, "shape": list(arr.shape),
-            "b64": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode()}
-
-
-def decode_attr(raw: Mapping[str, Any]) -> Any:
-    """Value to write with h5py for an attribute encoded by `encode_attr`."""
-    kind = raw["t"]
-    if kind == "str":
-        return raw["v"]
-    if kind == "bytes":
-        return base64.b64decode(raw["b64"])
-    if kind == "empty":
-        return h5py.Empty(np.dtype(raw["dtype"]))
-    if kind == "str_array":
-        return np.array(raw["v"], dtype=h5py.string_dtype()).reshape(raw["shape"])
-    if kind == "scalar":
-        return np.array(raw["v"], dtype=np.dtype(raw["dtype"]))[()]
-    arr = np.frombuffer(base64.b64decode(raw["b64"]), dtype=np.dtype(raw["dtype"])).reshape(raw["shape"])
-    return arr[()] if arr.ndim == 0 else arr.copy()
-
-
-def encode_attrs(attrs: h5py.AttributeManager, skip: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """Encode every attribute of an HDF5 object except those named in `skip`."""
-    skipped = set(skip)
-    return {name: encode_attr(attrs[name]) for name in attrs.keys() if name not in skipped}
-
-
 def _write_attrs(target: h5py.HLObject, encoded: Mapping[str, Mapping[str, Any]] | None) -> None:
     """Set attributes encoded by `encode_attrs` on an HDF5 object."""
     for name, raw in (encoded or {}).items():
         target.attrs[name] = decode_attr(raw)
-
-
-# ============================================================================ import: inspection
-@dataclass
-class _DemoPlan:
-    """One demo as found in the file: its name, datasets (key -> (shape, dtype)) and export notes."""
-
-    name: str
-    length: int
-    datasets: dict[str, tuple[tuple[int, ...], str]]
-    model_xml: str | None
-    record: dict[str, Any]
-
-    @property
-    def signature(self) -> tuple[Any, ...]:
-        """Array layout (keys, per-step shapes, dtypes): demos with equal signatures share a writer."""
-        return tuple(sorted((k, shape[1:], dtype) for k, (shape, dtype) in self.datasets.items()))
-
-
-@dataclass
-class _FilePlan:
-    """Everything `import_robomimic` validated before writing anything."""
-
-    demos: list[_DemoPlan]
-    data_attrs: dict[str, dict[str, Any]]
-    file_attrs: dict[str, dict[str, Any]]
-    env_args: Any
-    masks: dict[str, list[str]]
-    mask_formats: dict[str, dict[str, Any]]
-
-
-def _demo_sort_key(name: str) -> tuple[int, int, str]:
-    """Sort demo_2 before demo_10; names without a number go last."""
-    match = _DEMO_RE.match(name)
-    return (0, int(match.group(1)), name) if match else (1, 0, name)
-
-
-def _walk(group: h5py.Group, prefix: str = "") -> tuple[dict[str, h5py.Dataset], dict[str, h5py.Group]]:
-    """All datasets and subgroups below `group`, keyed by their path relative to it."""
-    datasets: dict[str, h5py.Dataset] = {}
-    groups: dict[str, h5py.Group] = {}
-    for name, item in group.items():
-        path = f"{prefix}{name}"
-        if isinstance(item, h5py.Dataset):
-            datasets[path] = item
-        elif isinstance(item, h5py.Group):
-            groups[path] = item
-            sub_d, sub_g = _walk(item, path + "/")
-            datasets.update(sub_d)
-            groups.update(sub_g)
-    return datasets, groups
-
-
-def _dataset_record(ds: h5py.Dataset) -> dict[str, Any]:
-    """Storage settings and attrs of a dataset worth restoring on export (empty when all default)."""
-    info: dict[str, Any] = {}
-    if ds.compression in _PORTABLE_COMPRESSION:
-        info["compression"] = ds.compression
-        if ds.compression_opts is not None:
-            info["compression_opts"] = ds.compression_opts
-    if ds.shuffle:
-        info["shuffle"] = True
-    if ds.fletcher32:
-        info["fletcher32"] = True
-    attrs = encode_attrs(ds.attrs)
-    if attrs:
-        info["attrs"] = attrs
-    return info
-
-
-def _inspect_demo(name: str, group: h5py.Group, file_label: str) -> _DemoPlan:
-    """Check one demo group's layout (no bulk data read) and note what an exact export needs."""
-    where = f"{file_label}: data/{name}"
-    datasets, groups = _walk(group)
-    if "actions" not in datasets:
-        raise ImportFormatError(f"{where} has no 'actions' dataset (it has {sorted(datasets) or 'no datasets'})")
-    length = int(datasets["actions"].shape[0]) if datasets["actions"].ndim else -1
-    if length <= 0:
-        raise ImportFormatError(f"{where}/actions has shape {datasets['actions'].shape}: a demo needs at least one step")
-    specs: dict[str, tuple[tuple[int, ...], str]] = {}
-    ds_records: dict[str, Any] = {}
-    for key, ds in sorted(datasets.items()):
-        if ds.ndim == 0 or ds.shape[0] != length:
-            raise ImportFormatError(
-                f"{where}/{key} has shape {ds.shape} but data/{name}/actions has {length} rows: every per-step dataset "
-                f"of a demo must have the same first dimension"
-            )
-        if ds.dtype.kind not in "biufc":
-            raise ImportFormatError(f"{where}/{key} has dtype {ds.dtype}, which the store cannot hold (numbers/bools only)")
-        try:
-            check_array_key(key)
-        except InvalidNameError as exc:
-            raise ImportFormatError(f"{where}/{key}: {exc}") from None
-        specs[key] = (tuple(int(x) for x in ds.shape), ds.dtype.str)
-        rec = _dataset_record(ds)
-        if rec:
-            ds_records[key] = rec
-    attrs = group.attrs
-    if _NUM_SAMPLES in attrs:
-        try:
-            num = int(np.asarray(attrs[_NUM_SAMPLES]))
-        except (TypeError, ValueError):
-            num = None
-        if num != length:
-            raise ImportFormatError(
-                f"{where} says num_samples={attrs[_NUM_SAMPLES]!r} but its actions have {length} rows"
-            )
-    model_raw = attrs[_MODEL_FILE] if _MODEL_FILE in attrs else None
-    model_xml = model_raw if isinstance(model_raw, str) else None
-    record: dict[str, Any] = {
-        "demo": name,
-        "attrs": encode_attrs(attrs, skip=[_MODEL_FILE] if model_xml is not None else []),
-        "has_model_file": model_xml is not None,
-    }
-    if ds_records:
-        record["datasets"] = ds_records
-    group_attrs = {g: encode_attrs(grp.attrs) for g, grp in groups.items() if len(grp.attrs)}
-    record["groups"] = sorted(groups)
-    if group_attrs:
-        record["group_attrs"] = group_attrs
-    return _DemoPlan(name=name, length=length, datasets=specs, model_xml=model_xml, record=record)
-
-
-def _read_mask(name: str, ds: Any, file_label: str) -> tuple[list[str], dict[str, Any]]:
-    """Demo names listed by one mask dataset, and its on-disk format."""
-    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
-        shape = getattr(ds, "shape", None)
-        raise ImportFormatError(f"{file_label}: mask/{name} must be a 1-D array of demo names (found {type(ds).__name__} {shape})")
-    raw = ds[()]
-    entries = [x.decode() if isinstance(x, bytes) else str(x) for x in raw.tolist()]
-    fmt: dict[str, Any] = {"n": len(entries)}
-    if ds.dtype.kind == "O":
-        fmt["vlen"] = True
-    else:
-        fmt["dtype"] = ds.dtype.str
-    return entries, fmt
-
-
-def _inspect_file(f: h5py.File, file_label: str) -> _FilePlan:
-    """Validate the whole file's layout and collect what import and export need."""
-    data = f.get("data")
-    if not isinstance(data, h5py.Group):
-        raise ImportFormatError(f"{file_label}: no 'data' group at the top level (found {sorted(f.keys())}); not a robomimic file")
-    names = []
-    for name, item in data.items():
-        if not name.startswith("demo_"):
-            log.warning("%s: ignoring data/%s (not a demo_* group)", file_label, name)
-            continue
-        if not isinstance(item, h5py.Group):
-            raise ImportFormatError(f"{file_label}: data/{name} is not a group")
-        names.append(name)
-    if not names:
-        raise ImportFormatError(f"{file_label}: the 'data' group holds no demo_* groups")
-    names.sort(key=_demo_sort_key)
-    demos = [_inspect_demo(name, data[name], file_label) for name in names]
-    data_attrs = encode_attrs(data.attrs)
-    env_args: Any = None
-    if "env_args" in data.attrs:
-        raw_env = data.attrs["env_args"]
-        raw_env = raw_env.decode() if isinstance(raw_env, bytes) else raw_env
-        try:
-            env_args = json.loads(raw_env) if isinstance(raw_env, str) else None
-        except json.JSONDecodeError:
-            log.warning("%s: data.attrs['env_args'] is not JSON; kept as a string", file_label)
-            env_args = raw_env
-    masks: dict[str, list[str]] = {}
-    mask_formats: dict[str, dict[str, Any]] = {}
-    mask_group = f.get("mask")
-    if mask_group is not None:
-        if not isinstance(mask_group, h5py.Group):
-            raise ImportFormatError(f"{file_label}: 'mask' is not a group")
-        known = set(names)
-        for key, ds in _walk(mask_group)[0].items():
-            entries, fmt = _read_mask(key, ds, file_label)
-            unknown = [e for e in entries if e not in known]
-            if unknown:
-                raise ImportFormatError(
-                    f"{file_label}: mask/{key} lists demo(s) not in the file: {unknown[:5]}"
-                    f"{' ...' if len(unknown) > 5 else ''}"
-                )
-            if len(set(entries)) != len(entries):
-                log.warning("%s: mask/%s lists some demos twice; each is kept once", file_label, key)
-                entries = list(dict.fromkeys(entries))
-            masks[key] = entries
-            mask_formats[key] = fmt
-    return _FilePlan(demos=demos, data_attrs=data_attrs, file_attrs=encode_attrs(f.attrs), env_args=env_args,
-                     masks=masks, mask_formats=mask_formats)
-
-
-def _open_h5(path: Path) -> h5py.File:
-    """Open an HDF5 file read-only, turning 'corrupt/not HDF5' into ImportFormatError."""
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise ImportFormatError(f"{path}: cannot be opened as HDF5 (truncated, corrupt or another format): {exc}") from exc
 
 
 def default_version_name(path: str | os.PathLike) -> str:
@@ -338,17 +96,6 @@ def default_version_name(path: str | os.PathLike) -> str:
     stem = Path(path).stem
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", stem).replace("..", "_").lstrip("_.-")
     return name[:200] or "robomimic"
-
-
-def _read_demo(group: h5py.Group, plan: _DemoPlan, file_label: str) -> dict[str, np.ndarray]:
-    """Arrays of one demo, keyed like the store's array keys ('obs/<k>', 'actions', ...)."""
-    out: dict[str, np.ndarray] = {}
-    for key in plan.datasets:
-        try:
-            out[key] = np.asarray(group[key][()])
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            raise ImportFormatError(f"{file_label}: cannot read data/{plan.name}/{key} (corrupt file?): {exc}") from exc
-    return out
 
 
 # ============================================================================ import
@@ -388,9 +135,9 @@ def import_robomimic(
     """
     path = Path(path)
     file_label = str(path)
-    with _open_h5(path) as f:
+    with open_h5(path) as f:
         try:
-            plan = _inspect_file(f, file_label)
+            plan = inspect_file(f, file_label)
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise ImportFormatError(f"{file_label}: cannot read the file's layout (corrupt file?): {exc}") from exc
         sha = file_sha256(path)
@@ -454,14 +201,14 @@ def import_robomimic(
     return ImportResult(episode_ids=episode_ids, versions=all_versions, n_frames=n_frames)
 
 
-def _write_demos(store: "Store", f: h5py.File, plan: _FilePlan, path: Path, sha: str, source: str,
+def _write_demos(store: "Store", f: h5py.File, plan: FilePlan, path: Path, sha: str, source: str,
                  task: str | None, progress: bool) -> list[str]:
     """Write every demo through one commit batch (one writer per array layout); returns ids in demo order."""
     episode_ids: list[str] = []
-    with CommitBatch(store) as batch:
+    with store.commit_batch() as batch:
         writers: dict[tuple[Any, ...], "EpisodeWriter"] = {}
         for demo in tqdm(plan.demos, desc=f"import {path.name}", unit="demo", disable=not progress):
-            arrays = _read_demo(f["data"][demo.name], demo, str(path))
+            arrays = read_demo(f["data"][demo.name], demo, str(path))
             writer = writers.get(demo.signature)
             if writer is None:
                 writer = writers[demo.signature] = batch.writer(source=source, task=task)
@@ -542,14 +289,14 @@ def _write_demo(data_group: h5py.Group, name: str, arrays: Mapping[str, np.ndarr
     for sub, attrs in record.get("group_attrs", {}).items():
         _write_attrs(grp.require_group(sub), attrs)
     attrs = dict(record.get("attrs", {}))
-    num_fmt = attrs.pop(_NUM_SAMPLES, None)
+    num_fmt = attrs.pop(NUM_SAMPLES_ATTR, None)
     num_dtype = np.dtype(num_fmt["dtype"]) if num_fmt and num_fmt.get("t") == "scalar" else np.dtype(np.int64)
     _write_attrs(grp, attrs)
-    grp.attrs[_NUM_SAMPLES] = np.array(length, dtype=num_dtype)[()]
+    grp.attrs[NUM_SAMPLES_ATTR] = np.array(length, dtype=num_dtype)[()]
     if model_xml is not None:
-        grp.attrs[_MODEL_FILE] = model_xml
+        grp.attrs[MODEL_FILE_ATTR] = model_xml
     elif record.get("has_model_file"):
-        grp.attrs[_MODEL_FILE] = ""
+        grp.attrs[MODEL_FILE_ATTR] = ""
 
 
 #: Export temp files are named `.<out name>.sime-export-<id>.tmp` beside the output and OS-locked while written.
@@ -639,7 +386,7 @@ def export_robomimic(
     mask_versions = dict(masks) if masks is not None else _default_masks(store, version)
     mask_members = {key: store.version(name).episode_ids for key, name in mask_versions.items()}
 
-    table = store.catalog.episode_columns(["episode_id", "length", "task", "meta", "model_xml_sha", "keys"])
+    table = store.episode_columns(["episode_id", "length", "task", "meta", "model_xml_sha", "keys"])
     rows = {r["episode_id"]: r for r in table.to_pylist()}
     items: list[dict[str, Any]] = []
     for eid, start, stop in ver.manifest.itertuples(index=False):

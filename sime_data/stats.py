@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .sampler import load_version_arrays, resolve_keys, version_key_specs
+from .version_data import load_version_arrays, resolve_keys, version_key_specs
 from .segment import KeySpec
 
 if TYPE_CHECKING:  # pragma: no cover

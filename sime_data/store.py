@@ -9,9 +9,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import zarr
 
-from .catalog import Catalog, compact_store
+from .catalog import Catalog
+from .compaction import compact_store
+from .data_root import DataRoot
 from .errors import (
     CorruptStoreError,
     EpisodeNotFoundError,
@@ -20,7 +23,9 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .layout import BLOBS_DIR, DATA_DIR, ROOT_FILE, STORE_FORMAT, RootMeta
+from .layout import BLOBS_DIR, ROOT_FILE, SCHEMA_VERSION, STORE_FORMAT, VERSION_SUFFIX, VERSIONS_DIR, RootMeta
+from .migration_state import recover_interrupted_migration
+from .new_store import write_new_store
 from .segment import KeySpec, read_blocks
 from .sql_sandbox import API_MAX_ROWS, API_TIMEOUT_S
 from .storefs import StoreFS
@@ -32,14 +37,12 @@ from .versions import (
     load_version,
     to_manifest_frame,
     trimmed_manifest,
+    validate_manifest,
     write_version,
 )
-from .writer import EpisodeWriter
+from .writer import CommitBatch, EpisodeWriter
 
 log = logging.getLogger(__name__)
-
-#: On-disk format this code reads and writes; equals the number of the newest migration.
-SCHEMA_VERSION = 2
 
 
 class Store:
@@ -48,8 +51,8 @@ class Store:
     def __init__(self, sfs: StoreFS, root_meta: RootMeta) -> None:
         self.sfs = sfs
         self.root_meta = root_meta
-        self.catalog = Catalog(self)
-        self._zarr_root: zarr.Group | None = None
+        self.catalog = Catalog(sfs)
+        self._data = DataRoot(sfs)
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
         self._segment_keys: dict[str, dict[str, KeySpec]] = {}
         self._lock = threading.RLock()
@@ -57,9 +60,7 @@ class Store:
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, location: str | os.PathLike, *, exist_ok: bool = False) -> "Store":
-        """Create a new, empty store (runs migration 0001) and open it."""
-        from migrations.runner import create_store
-
+        """Create a new, empty store at the current format and open it."""
         sfs = StoreFS(location)
         _recover_migration(sfs)  # never create an empty store where an interrupted migration's copy belongs
         if sfs.exists(ROOT_FILE):
@@ -69,9 +70,9 @@ class Store:
 
             raise StoreExistsError(f"a store already exists at {sfs.location}")
         if sfs.is_local:
-            _create_local_then_publish(sfs.root, create_store)
-        else:  # object stores: no rename; the root file of the first format appears before the upgrades
-            create_store(sfs)
+            _create_local_then_publish(sfs.root, write_new_store)
+        else:  # object stores: no rename; the root file is written last, at the current format
+            write_new_store(sfs)
         return cls.open(location)
 
     @classmethod
@@ -110,13 +111,7 @@ class Store:
     @property
     def zarr_root(self) -> zarr.Group:
         """Root Zarr group holding one subgroup per segment."""
-        if self._zarr_root is None:
-            if self.sfs.is_local:
-                zstore = zarr.storage.LocalStore(self.sfs.path(DATA_DIR))
-            else:
-                zstore = zarr.storage.FsspecStore(_async_fs(self.sfs.fs), path=self.sfs.path(DATA_DIR))
-            self._zarr_root = zarr.open_group(zstore, mode="a", zarr_format=3)
-        return self._zarr_root
+        return self._data.group
 
     def __repr__(self) -> str:
         return f"Store({self.location!r})"
@@ -125,11 +120,16 @@ class Store:
     def writer(self, source: str, task: str | None = None, *, atomic: bool = False, model_xml: str | None = None,
                durable: bool = False, **defaults: Any) -> EpisodeWriter:
         """A writer owning a new segment; `defaults` (round=, checkpoint=, ...) apply to each of its episodes."""
-        return EpisodeWriter(self, source, task, atomic=atomic, model_xml=model_xml, durable=durable, **defaults)
+        return EpisodeWriter(self.sfs, self.root_meta, self.catalog, self._data, source, task, atomic=atomic,
+                             model_xml=model_xml, durable=durable, **defaults)
+
+    def commit_batch(self) -> CommitBatch:
+        """Atomic writers (one per array layout) whose episodes all become visible together, in one row file."""
+        return CommitBatch(self.sfs, self.root_meta, self.catalog, self._data)
 
     def compact(self) -> int:
         """Merge all episode row files into one (faster catalog loads); returns rows merged."""
-        return compact_store(self)
+        return compact_store(self.sfs, self.catalog)
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, where: str | None = None, *, version: str | None = None,
@@ -144,7 +144,7 @@ class Store:
         query = f"SELECT {select} FROM episodes"
         conditions = []
         if version is not None:
-            load_version(self, version)  # clear error for unknown names
+            load_version(self.catalog, version)  # clear error for unknown names
             quoted = version.replace("'", "''")
             conditions.append(f"episode_id IN (SELECT episode_id FROM version_episodes WHERE version = '{quoted}')")
         if where:
@@ -163,6 +163,14 @@ class Store:
             if i < table.num_rows and table["episode_id"][i].as_py() == episode_id:
                 return table.slice(i, 1).to_pylist()[0]
         raise CorruptStoreError(f"episode rows kept changing while reading {episode_id!r}; try again")
+
+    def episode_columns(self, columns: Sequence[str]) -> pa.Table:
+        """Some columns of every committed episode row (only those columns are read when they are not loaded)."""
+        return self.catalog.episode_columns(columns)
+
+    def row_files(self) -> tuple[str, ...]:
+        """Relative paths of the episode row files in force now (the list changes with every commit)."""
+        return self.catalog.active_episode_files()
 
     def segment_keys(self, segment: str) -> dict[str, KeySpec]:
         """Array keys of a segment with their per-step shape and dtype."""
@@ -227,9 +235,17 @@ class Store:
         """All versions with parents, message, rule and counts."""
         return self.catalog.versions()[0].to_pandas()
 
+    def version_files(self) -> list[str]:
+        """Relative paths of the version files on disk, sorted (unreadable ones included)."""
+        return self.sfs.list_files(VERSIONS_DIR, VERSION_SUFFIX)
+
+    def unreadable_versions(self) -> dict[str, str]:
+        """Version files left out of the version list and SQL because they are unreadable: path -> reason."""
+        return self.catalog.unreadable_versions()
+
     def version(self, name: str) -> Version:
         """One version by name (VersionNotFoundError if unknown)."""
-        return load_version(self, name)
+        return load_version(self.catalog, name)
 
     def has_version(self, name: str) -> bool:
         """True when a version of this name exists."""
@@ -238,8 +254,8 @@ class Store:
     def create_version(self, name: str, episodes: ManifestLike, *, parents: Iterable[str] = (), message: str = "",
                        rule: Mapping[str, Any] | None = None, query: str | None = None) -> Version:
         """New immutable version from episode ids, (id, start, stop) tuples or a manifest DataFrame."""
-        return write_version(self, name, to_manifest_frame(episodes), parents=parents, message=message, rule=rule,
-                             query=query)
+        return write_version(self.sfs, self.catalog, name, to_manifest_frame(episodes), parents=parents,
+                             message=message, rule=rule, query=query)
 
     def create_version_from_query(self, name: str, query: str, *, parents: Iterable[str] = (), message: str = "",
                                   rule: Mapping[str, Any] | None = None) -> Version:
@@ -253,8 +269,8 @@ class Store:
             from .errors import InvalidManifestError
 
             raise InvalidManifestError("the query selected no episodes; a version needs at least one")
-        return write_version(self, name, to_manifest_frame(result), parents=parents, message=message, rule=rule,
-                             query=query)
+        return write_version(self.sfs, self.catalog, name, to_manifest_frame(result), parents=parents,
+                             message=message, rule=rule, query=query)
 
     def create_version_from_trims(self, name: str, base: str, trims: Mapping[str, Sequence[tuple[int, int]]] | None = None,
                                   *, drop: Iterable[str] = (), message: str = "") -> Version:
@@ -264,7 +280,7 @@ class Store:
         drop = list(drop)
         manifest = trimmed_manifest(base_version, trims, drop)
         rule = {"kind": "trim", "base": base, "trims": trims, "drop": drop}
-        return write_version(self, name, manifest, parents=[base], message=message, rule=rule)
+        return write_version(self.sfs, self.catalog, name, manifest, parents=[base], message=message, rule=rule)
 
     def create_version_union(self, name: str, versions: Sequence[str], *, message: str = "",
                              rule: Mapping[str, Any] | None = None) -> Version:
@@ -272,10 +288,8 @@ class Store:
         if not versions:
             raise ValueError("create_version_union needs at least one version")
         frames = [self.version(v).manifest for v in versions]
-        from .versions import validate_manifest
-
-        manifest = validate_manifest(self, pd.concat(frames, ignore_index=True), merge_overlaps=True)
-        return write_version(self, name, manifest, parents=list(versions), message=message,
+        manifest = validate_manifest(self.catalog, pd.concat(frames, ignore_index=True), merge_overlaps=True)
+        return write_version(self.sfs, self.catalog, name, manifest, parents=list(versions), message=message,
                              rule=dict(rule) if rule else {"kind": "union", "versions": list(versions)})
 
     def diff_versions(self, a: str, b: str) -> VersionDiff:
@@ -291,8 +305,8 @@ def _create_local_then_publish(root: str, create: Any) -> None:
     """Build a new local store in a hidden sibling directory, then rename it into place.
 
     A reader polling the location (another process opening the store while `sime run` creates it)
-    sees no store or a complete one at the current format, never the first format's root file before
-    the upgrades that follow it. Leftovers of a killed creation are removed by the next one.
+    sees no store or a complete one at the current format, never a half-built one. Leftovers of a
+    killed creation are removed by the next one.
     """
     import fcntl
     import shutil
@@ -336,18 +350,7 @@ def _create_local_then_publish(root: str, create: Any) -> None:
 def _recover_migration(sfs: StoreFS) -> None:
     """Finish or roll back a `sime-data migrate` of this (local) store that was killed."""
     if sfs.is_local:
-        from migrations.runner import recover_interrupted_migration
-
         recover_interrupted_migration(sfs.root)
-
-
-def _async_fs(fs: Any) -> Any:
-    """An asynchronous twin of an fsspec filesystem, as zarr's FsspecStore requires."""
-    if getattr(fs, "async_impl", False):
-        return fs
-    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-    return AsyncFileSystemWrapper(fs, asynchronous=True)
 
 
 def open_store(location: str | os.PathLike, *, create: bool = False) -> Store:

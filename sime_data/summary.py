@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def store_summary(store: "Store") -> dict[str, Any]:
     """Counts, frames, per-(source, task, round) success rates, array keys with shapes, and disk size."""
-    frame = store.catalog.episode_columns(["segment", "length", "source", "task", "round", "success"]).to_pandas()
+    frame = store.episode_columns(["segment", "length", "source", "task", "round", "success"]).to_pandas()
     by_group: list[dict[str, Any]] = []
     if len(frame):
         grouped = frame.assign(success_f=frame["success"].astype("float")).groupby(

@@ -5,22 +5,31 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .catalog import MANIFEST_SCHEMA, VERSION_INFO_KEY
+from .catalog import MANIFEST_SCHEMA, VERSION_INFO_KEY, Catalog
 from .errors import InvalidManifestError, VersionExistsError, VersionNotFoundError
 from .layout import version_path
 from .schema import check_version_name, utc_now
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .store import Store
+from .storefs import StoreFS
 
 ManifestLike = pd.DataFrame | Sequence[str] | Sequence[tuple[str, int, int]]
+
+
+class VersionLookup(Protocol):
+    """Anything that tells whether a version name is taken, and where its store lives (a Catalog, a Store)."""
+
+    @property
+    def location(self) -> str:
+        """Where the store lives."""
+
+    def has_version(self, name: str) -> bool:
+        """True when a version of this name exists."""
 
 
 def rule_dict(rule: Any) -> dict[str, Any]:
@@ -127,11 +136,11 @@ def to_manifest_frame(episodes: ManifestLike) -> pd.DataFrame:
     return pd.DataFrame({"episode_id": [str(x) for x in items], "frame_start": pd.NA, "frame_stop": pd.NA})
 
 
-def validate_manifest(store: "Store", frame: pd.DataFrame, merge_overlaps: bool = False) -> pd.DataFrame:
+def validate_manifest(catalog: Catalog, frame: pd.DataFrame, merge_overlaps: bool = False) -> pd.DataFrame:
     """Check ids exist and ranges fit; fill whole-episode ranges; sort and (optionally) merge overlaps."""
     if frame.empty:
         raise InvalidManifestError("a version needs at least one episode")
-    lengths = store.catalog.episode_columns(["episode_id", "length"]).to_pandas()
+    lengths = catalog.episode_columns(["episode_id", "length"]).to_pandas()
     merged = frame.merge(lengths, on="episode_id", how="left", sort=False)
     missing = merged.loc[merged["length"].isna(), "episode_id"].unique().tolist()
     if missing:
@@ -177,9 +186,9 @@ def _merge_ranges(frame: pd.DataFrame, merge_overlaps: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["episode_id", "frame_start", "frame_stop"])
 
 
-def manifest_stats(store: "Store", manifest: pd.DataFrame) -> dict[str, Any]:
+def manifest_stats(catalog: Catalog, manifest: pd.DataFrame) -> dict[str, Any]:
     """Summary numbers stored with a version."""
-    episodes = store.catalog.episode_columns(["episode_id", "success", "source", "task"]).to_pandas()
+    episodes = catalog.episode_columns(["episode_id", "success", "source", "task"]).to_pandas()
     ids = pd.DataFrame({"episode_id": pd.unique(manifest["episode_id"])})
     info = ids.merge(episodes, on="episode_id", how="left")
     success = info["success"].dropna()
@@ -195,7 +204,8 @@ def manifest_stats(store: "Store", manifest: pd.DataFrame) -> dict[str, Any]:
 
 
 def write_version(
-    store: "Store",
+    sfs: StoreFS,
+    catalog: Catalog,
     name: str,
     manifest: pd.DataFrame,
     *,
@@ -208,11 +218,11 @@ def write_version(
     check_version_name(name)
     parents = list(parents)
     for parent in parents:
-        if store.catalog.version(parent) is None:
+        if catalog.version(parent) is None:
             raise VersionNotFoundError(f"parent version {parent!r} does not exist")
-    if store.catalog.version(name) is not None:
+    if catalog.version(name) is not None:
         raise VersionExistsError(f"version {name!r} already exists and versions are immutable; choose another name")
-    manifest = validate_manifest(store, manifest)
+    manifest = validate_manifest(catalog, manifest)
     info = {
         "name": name,
         "parents": parents,
@@ -220,32 +230,32 @@ def write_version(
         "rule": dict(rule) if rule is not None else None,
         "query": query,
         "created_at": utc_now().isoformat(),
-        "stats": manifest_stats(store, manifest),
+        "stats": manifest_stats(catalog, manifest),
     }
     table = pa.Table.from_pandas(manifest, schema=MANIFEST_SCHEMA, preserve_index=False)
     table = table.replace_schema_metadata({VERSION_INFO_KEY: json.dumps(info).encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     try:
-        store.sfs.write_atomic(version_path(name), buffer.getvalue(), exclusive=True)
+        sfs.write_atomic(version_path(name), buffer.getvalue(), exclusive=True)
     except FileExistsError:
         raise VersionExistsError(f"version {name!r} already exists and versions are immutable; choose another name") from None
     return Version(manifest=manifest, **info)
 
 
-def check_names_free(store: "Store", names: Iterable[str], hint: str = "choose other names") -> None:
+def check_names_free(versions: VersionLookup, names: Iterable[str], hint: str = "choose other names") -> None:
     """Raise InvalidNameError / VersionExistsError unless every name is valid and unused (check before writing)."""
     names = [check_version_name(name) for name in names]
-    taken = [name for name in names if store.catalog.version(name) is not None]
+    taken = [name for name in names if versions.has_version(name)]
     if taken:
-        raise VersionExistsError(f"version(s) {taken} already exist in {store.location} and versions are immutable; {hint}")
+        raise VersionExistsError(f"version(s) {taken} already exist in {versions.location} and versions are immutable; {hint}")
 
 
-def load_version(store: "Store", name: str) -> Version:
+def load_version(catalog: Catalog, name: str) -> Version:
     """Read a version by name."""
-    found = store.catalog.version(name)
+    found = catalog.version(name)
     if found is None:
-        known = store.catalog.versions()[0]["name"].to_pylist()
+        known = catalog.versions()[0]["name"].to_pylist()
         hint = f"; known versions: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''}" if known else "; the store has no versions yet"
         raise VersionNotFoundError(f"unknown version {name!r}{hint}")
     info, table = found

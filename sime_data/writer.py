@@ -8,23 +8,24 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow.parquet as pq
+import zarr
 
+from .catalog import Catalog
+from .compaction import compact_segment
 from .checksums import ChecksumRecorder, episode_record, write_record_file
+from .data_root import DataRoot
 from .errors import StepMismatchError, WriterStateError
-from .layout import BLOBS_DIR, EPISODES_DIR, LOCKS_DIR
+from .layout import BLOBS_DIR, EPISODES_DIR, LOCKS_DIR, RootMeta
 from .metadata_types import check_metadata_types
+from .migration_state import ensure_no_migration_running
 from .processes import HeldLock
 from .schema import RESERVED_COLUMNS, build_row, check_array_key, rows_to_table, utc_now
 from .segment import KeySpec, block_frames, check_dtype, create_segment, write_blocks
-
-if TYPE_CHECKING:  # pragma: no cover
-    import zarr
-
-    from .store import Store
+from .storefs import StoreFS
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,13 @@ def _flatten_into(out: dict[str, np.ndarray], prefix: str, tree: Mapping[str, An
             out[path] = np.asarray(value)
 
 
-def store_blob(store: "Store", data: bytes, suffix: str) -> str:
+def store_blob(sfs: StoreFS, data: bytes, suffix: str) -> str:
     """Store `data` content-addressed under blobs/ and return its sha256."""
     digest = hashlib.sha256(data).hexdigest()
     rel = f"{BLOBS_DIR}/{digest}{suffix}"
-    if not store.sfs.exists(rel):
+    if not sfs.exists(rel):
         try:
-            store.sfs.write_atomic(rel, data, exclusive=True)
+            sfs.write_atomic(rel, data, exclusive=True)
         except FileExistsError:
             pass  # another writer stored the same blob first
     return digest
@@ -83,11 +84,16 @@ class EpisodeWriter:
     Use as a context manager. With `atomic=True`, every episode of the writer becomes visible
     together when the writer closes without error, and none does otherwise. The writer holds a lock on
     its segment (an OS lock on local disks) for its whole life, so `gc` never takes a live writer's frames.
+    It is given the store's files, root metadata, catalog (for compacting its rows) and Zarr root.
     """
 
     def __init__(
         self,
-        store: "Store",
+        sfs: StoreFS,
+        root_meta: RootMeta,
+        catalog: Catalog,
+        data: DataRoot,
+        /,
         source: str,
         task: str | None = None,
         *,
@@ -101,7 +107,9 @@ class EpisodeWriter:
         if bad:
             raise ValueError(f"writer defaults may not set {bad}: the store fills these columns itself")
         check_metadata_types({"source": source, "task": task, **defaults}, where="store.writer()")
-        self.store = store
+        self.sfs = sfs
+        self.catalog = catalog
+        self.data = data
         self.segment = new_segment_id()
         self.atomic = atomic or batch is not None
         self.batch = batch
@@ -111,8 +119,8 @@ class EpisodeWriter:
         self.defaults: dict[str, Any] = {"source": source, "task": task, **defaults}
         self._pending_blobs: dict[str, bytes] = {}
         self._model_xml_sha = self._blob_sha(model_xml) if model_xml else None
-        self._align = store.root_meta.align_frames
-        self._image_shard = store.root_meta.image_shard_frames
+        self._align = root_meta.align_frames
+        self._image_shard = root_meta.image_shard_frames
         self._specs: dict[str, KeySpec] | None = None
         self._arrays: dict[str, "zarr.Array"] = {}
         self._next_slot = 0
@@ -122,14 +130,12 @@ class EpisodeWriter:
         self._committed: list[str] = []
         self._closed = False
         self._reset_episode()
-        self._lock = HeldLock(store.sfs, f"{LOCKS_DIR}/{self.segment}.json",
+        self._lock = HeldLock(sfs, f"{LOCKS_DIR}/{self.segment}.json",
                               {"host": socket.gethostname(), "started_at": utc_now().isoformat(), "source": source,
                                "task": task})
-        if store.sfs.is_local:
+        if sfs.is_local:
             try:  # after taking the lock, so a migration starting now sees this writer (and we see it)
-                from migrations.runner import ensure_no_migration_running
-
-                ensure_no_migration_running(store.sfs.root)
+                ensure_no_migration_running(sfs.root)
             except BaseException:
                 self._lock.release()
                 raise
@@ -138,7 +144,7 @@ class EpisodeWriter:
         """Store the model XML now (or, for an atomic writer, when it commits); return its sha256."""
         data = model_xml.encode()
         if not self.atomic:
-            return store_blob(self.store, data, ".xml")
+            return store_blob(self.sfs, data, ".xml")
         sha = hashlib.sha256(data).hexdigest()
         self._pending_blobs[sha] = data
         return sha
@@ -174,10 +180,8 @@ class EpisodeWriter:
                 check_array_key(key)
             attrs = {"writer": {"pid": os.getpid(), "host": socket.gethostname(), "created_at": utc_now().isoformat(),
                                 **{k: v for k, v in self.defaults.items() if isinstance(v, (str, int, float, bool))}}}
-            import zarr
-
             # chunk files are written through a recorder that notes their checksums for the commit records
-            self._recorder = ChecksumRecorder(self.store.zarr_root.store, f"{self.segment}/")
+            self._recorder = ChecksumRecorder(self.data.group.store, f"{self.segment}/")
             root = zarr.open_group(self._recorder, mode="r+", zarr_format=3)
             self._arrays = create_segment(root, self.segment, specs, self._align, self._image_shard, attrs)
             self._specs = dict(specs)
@@ -344,7 +348,7 @@ class EpisodeWriter:
             self._pending_rows.append(row)
             self._pending_records[episode_id] = record
         else:
-            write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/{episode_id}.parquet", [row], durable=self.durable)
+            write_rows(self.sfs, f"{EPISODES_DIR}/{self.segment}/{episode_id}.parquet", [row], durable=self.durable)
             self._write_records(episode_id, {episode_id: record})
         self._committed.append(episode_id)
         self._next_slot = self._slot_start + self._slot_size(self._length)
@@ -354,7 +358,7 @@ class EpisodeWriter:
     def _write_records(self, name: str, records: dict[str, dict[str, Any]]) -> None:
         """Write the checksum records of committed episodes (a failure leaves them committed, without records)."""
         try:
-            write_record_file(self.store.sfs, self.segment, name, records, durable=self.durable)
+            write_record_file(self.sfs, self.segment, name, records, durable=self.durable)
         except Exception as exc:  # noqa: BLE001 - the rows are committed already; verify will note the gap
             log.warning("writer %s: could not write checksum records %s: %s", self.segment, name, exc)
 
@@ -375,16 +379,14 @@ class EpisodeWriter:
             if self.atomic:
                 if error is None and self._pending_rows:
                     for data in self._pending_blobs.values():
-                        store_blob(self.store, data, ".xml")
-                    write_rows(self.store, f"{EPISODES_DIR}/{self.segment}/batch.parquet", self._pending_rows)
+                        store_blob(self.sfs, data, ".xml")
+                    write_rows(self.sfs, f"{EPISODES_DIR}/{self.segment}/batch.parquet", self._pending_rows)
                     self._write_records("batch", self._pending_records)
                 elif error is not None:
                     self._drop_uncommitted()
                 self._pending_rows, self._pending_blobs, self._pending_records = [], {}, {}
             elif len(self._committed) > 1:
-                from .catalog import compact_segment
-
-                compact_segment(self.store, self.segment)
+                compact_segment(self.sfs, self.catalog, self.segment)
         finally:
             self._lock.release()
 
@@ -392,7 +394,7 @@ class EpisodeWriter:
         """Forget an atomic writer's pending episodes and delete its frames (nothing of it was visible)."""
         self._committed.clear()
         self._pending_rows, self._pending_blobs, self._pending_records = [], {}, {}
-        self.store.sfs.remove(f"data/{self.segment}", recursive=True)
+        self.sfs.remove(f"data/{self.segment}", recursive=True)
 
     def __enter__(self) -> "EpisodeWriter":
         return self
@@ -408,8 +410,11 @@ class CommitBatch:
     (or a killed process) none is, and the writers' frames are removed (or left for `gc`).
     """
 
-    def __init__(self, store: "Store") -> None:
-        self.store = store
+    def __init__(self, sfs: StoreFS, root_meta: RootMeta, catalog: Catalog, data: DataRoot) -> None:
+        self.sfs = sfs
+        self.root_meta = root_meta
+        self.catalog = catalog
+        self.data = data
         self._writers: list[EpisodeWriter] = []
         self._closed = False
 
@@ -418,7 +423,8 @@ class CommitBatch:
         """A new atomic writer taking part in this batch."""
         if self._closed:
             raise WriterStateError("this commit batch is closed")
-        writer = EpisodeWriter(self.store, source, task, model_xml=model_xml, batch=self, **defaults)
+        writer = EpisodeWriter(self.sfs, self.root_meta, self.catalog, self.data, source, task, model_xml=model_xml,
+                               batch=self, **defaults)
         self._writers.append(writer)
         return writer
 
@@ -435,10 +441,10 @@ class CommitBatch:
             if error is None and with_rows:
                 for writer in with_rows:
                     for data in writer._pending_blobs.values():
-                        store_blob(self.store, data, ".xml")
+                        store_blob(self.sfs, data, ".xml")
                 rows = [row for w in with_rows for row in w._pending_rows]
                 # the single commit point: every episode of the batch becomes visible with this one file
-                write_rows(self.store, f"{EPISODES_DIR}/{with_rows[0].segment}/batch.parquet", rows)
+                write_rows(self.sfs, f"{EPISODES_DIR}/{with_rows[0].segment}/batch.parquet", rows)
                 committed = True
                 for writer in with_rows:
                     writer._write_records("batch", writer._pending_records)
@@ -459,7 +465,7 @@ class CommitBatch:
         self.close(exc)
 
 
-def write_rows(store: "Store", rel: str, rows: list[dict[str, Any]], metadata: dict[bytes, bytes] | None = None,
+def write_rows(sfs: StoreFS, rel: str, rows: list[dict[str, Any]], metadata: dict[bytes, bytes] | None = None,
                durable: bool = True) -> None:
     """Commit episode rows as one Parquet file (visible all at once, never overwritten)."""
     table = rows_to_table(rows)
@@ -467,7 +473,7 @@ def write_rows(store: "Store", rel: str, rows: list[dict[str, Any]], metadata: d
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    store.sfs.write_atomic(rel, buffer.getvalue(), exclusive=True, durable=durable)
+    sfs.write_atomic(rel, buffer.getvalue(), exclusive=True, durable=durable)
 
 
 def _describe_difference(old: dict[str, KeySpec], new: dict[str, KeySpec]) -> str:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sime_data.errors import ImportFormatError
-from sime_data.robomimic_io import _inspect_file, _open_h5, _read_demo
+from sime_data.robomimic_reader import inspect_file as _inspect_file, open_h5 as _open_h5, read_demo as _read_demo
 from sime_data.versions import check_names_free
 
 from .demos import CORE_SIZES, core_indices, demo_version_names

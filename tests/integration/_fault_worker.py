@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
 
         if point == "import-demo":
             limit, calls = int(argv[3]), [0]
-            real_read = rio._read_demo
+            real_read = rio.read_demo
 
             def read(*a, **k):
                 calls[0] += 1
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
                     die()
                 return real_read(*a, **k)
 
-            rio._read_demo = read
+            rio.read_demo = read
         elif point == "import-commit":
             import sime_data.writer as writer_module
 
