@@ -11,6 +11,7 @@ stopped: rerunning skips the (init_state_id, trial) pairs already committed, the
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,6 @@ import sys
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 from sime_data.errors import VersionExistsError
 from sime_data.schema import check_version_name
 
-from .checkpoint import load_checkpoint, load_policy, policy_from_checkpoint
+from .checkpoint import CheckpointInfo, load_policy_and_info
 from .devices import resolve_device
 from .envs import SimEnv, TaskSpec, get_task, init_state_id
 from .exploration import NO_EXPLORATION, Exploration
@@ -77,15 +77,41 @@ class RolloutResult:
 
 @dataclass(frozen=True)
 class PolicyHandle:
-    """A loaded policy plus what rollouts record about it."""
+    """A loaded policy plus what rollouts record about it (its checkpoint's lineage, when it has one)."""
 
     policy: DiffusionPolicy
     checkpoint_id: str
-    path: str | None = None
-    use_ema: bool = True
-    task: str | None = None
-    trained_on: str | None = None
-    trained_on_created_at: str | None = None
+    info: CheckpointInfo | None = None
+
+    @classmethod
+    def of(cls, policy: DiffusionPolicy, info: CheckpointInfo | None = None) -> "PolicyHandle":
+        """Handle of a policy loaded from a checkpoint (`info`), or of an in-memory one (content id)."""
+        return cls(policy, info.checkpoint_id if info is not None else weights_id(policy), info)
+
+    @property
+    def path(self) -> str | None:
+        """The checkpoint file the policy was loaded from (None: in memory)."""
+        return self.info.path if self.info is not None else None
+
+    @property
+    def use_ema(self) -> bool:
+        """True unless the checkpoint's non-EMA weights were loaded."""
+        return self.info.use_ema if self.info is not None else True
+
+    @property
+    def task(self) -> str | None:
+        """The task the checkpoint was trained for (None: unknown)."""
+        return self.info.task if self.info is not None else None
+
+    @property
+    def trained_on(self) -> str | None:
+        """The version the checkpoint was trained on."""
+        return self.info.version if self.info is not None else None
+
+    @property
+    def trained_on_created_at(self) -> str | None:
+        """Creation time of that version."""
+        return self.info.version_created_at if self.info is not None else None
 
 
 def derive_seed(*parts: Any) -> int:
@@ -128,24 +154,20 @@ def weights_id(policy: DiffusionPolicy) -> str:
 
 
 # ---------------------------------------------------------------------- input checks
-def resolve_policy(policy_or_checkpoint: DiffusionPolicy | str | os.PathLike) -> PolicyHandle:
-    """Load a checkpoint (file or run directory) or wrap an in-memory policy, with its id, task and lineage."""
+def load_policy_handle(path: str | os.PathLike) -> PolicyHandle:
+    """A checkpoint (file or run directory) loaded once for rollouts: EMA weights, eval mode, with its lineage."""
+    return PolicyHandle.of(*load_policy_and_info(path))
+
+
+def resolve_policy(policy_or_checkpoint: PolicyHandle | DiffusionPolicy | str | os.PathLike) -> PolicyHandle:
+    """A handle as given, a checkpoint (file or run directory) loaded, or an in-memory policy wrapped (content id)."""
+    if isinstance(policy_or_checkpoint, PolicyHandle):
+        return policy_or_checkpoint
     if isinstance(policy_or_checkpoint, DiffusionPolicy):
-        policy = policy_or_checkpoint
-        info = dict(getattr(policy, "checkpoint_info", None) or {})
-        path = info.get("path") if info.get("path") and Path(info["path"]).is_file() else None
-        task = load_checkpoint(path)["config"].get("task") if path else None
-        return PolicyHandle(policy, info.get("checkpoint_id") or weights_id(policy), path,
-                            info.get("weights", "ema") == "ema", task, info.get("version"),
-                            info.get("version_created_at"))
+        return PolicyHandle.of(policy_or_checkpoint)
     if not isinstance(policy_or_checkpoint, (str, os.PathLike)):
         raise TypeError(f"expected a DiffusionPolicy or a checkpoint path, got {type(policy_or_checkpoint).__name__}")
-    ckpt = load_checkpoint(policy_or_checkpoint)
-    policy = policy_from_checkpoint(ckpt)
-    policy.eval()
-    info = policy.checkpoint_info
-    return PolicyHandle(policy, str(ckpt["checkpoint_id"]), ckpt["path"], info["weights"] == "ema",
-                        ckpt["config"].get("task"), info.get("version"), info.get("version_created_at"))
+    return load_policy_handle(policy_or_checkpoint)
 
 
 def _check_counts(init_states: Any, trials: Any, workers: Any, max_steps: Any) -> None:
@@ -417,9 +439,7 @@ class Job:
     exploration: Exploration
     items: list[Item]
     threads: int | None = None
-    policy_path: str | None = None
-    use_ema: bool = True
-    policy: DiffusionPolicy | None = None  # sent only when there is no checkpoint file to load
+    policy: DiffusionPolicy | None = None  # the parent's loaded policy (on the cpu), sent to each worker
     envs: int = 1
     lanes: int | None = DEFAULT_LANES
     device: str = "cpu"
@@ -457,16 +477,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _load_worker_policy(job: Job) -> DiffusionPolicy:
-    """This worker's copy of the policy, loaded from the job's checkpoint file (which must still be the same one)."""
-    policy = load_policy(job.policy_path, use_ema=job.use_ema)
-    loaded, expected = policy.checkpoint_info.get("checkpoint_id"), job.writer_defaults.get("checkpoint")
-    if loaded != expected:
-        raise RuntimeError(f"{job.policy_path} now holds checkpoint {loaded}, not {expected} (overwritten by a running "
-                           "training?); roll out a checkpoint file that does not change")
-    return policy
-
-
 def worker_main(index: int, job: Job, messages: Any) -> None:
     """Entry point of a spawned rollout worker: own env, own policy copy, own writer; reports through `messages`."""
     signal.signal(signal.SIGTERM, _raise_interrupt)  # terminate() closes the writer cleanly (in-flight episode lost)
@@ -475,7 +485,7 @@ def worker_main(index: int, job: Job, messages: Any) -> None:
             torch.set_num_threads(job.threads)
         from sime_data import open_store
 
-        policy = job.policy if job.policy is not None else _load_worker_policy(job)
+        policy = job.policy
         store = open_store(job.store_location)
         parent = os.getppid()
 
@@ -617,7 +627,8 @@ def _parents(store: "Store", handle: PolicyHandle) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the collection
-def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: DiffusionPolicy | str | os.PathLike, *,
+def collect_rollouts(store: "Store | str | os.PathLike",
+                     policy_or_checkpoint: PolicyHandle | DiffusionPolicy | str | os.PathLike, *,
                      task: str | None = None, init_states: int | Sequence[np.ndarray], trials: int,
                      exploration: Exploration = NO_EXPLORATION, seed: int = DEFAULT_SEED, workers: int = 1,
                      round: int | None = None, branch: str | None = None, version: str | None = None,
@@ -662,7 +673,7 @@ def collect_rollouts(store: "Store | str | os.PathLike", policy_or_checkpoint: D
     horizon = int(max_steps) if max_steps is not None else spec.horizon
     name = check_version_name(version or default_version_name(spec.name, handle.checkpoint_id, exploration, seed))
     job = Job(spec.name, horizon, cameras, image_size, store.location, {}, exploration, [], threads=torch_threads,
-              policy_path=handle.path, use_ema=handle.use_ema, envs=int(envs), lanes=lanes, device=str(device))
+              envs=int(envs), lanes=lanes, device=str(device))
 
     local = workers == 1
     bar: _Progress | None = None
@@ -734,10 +745,10 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _split(job: Job, handle: PolicyHandle, workers: int) -> list[Job]:
-    """The job's items dealt round-robin to `workers` jobs (each loads its own policy copy)."""
+    """The job's items dealt round-robin to `workers` jobs, each sent the parent's policy (a cpu copy)."""
     count = min(workers, len(job.items))
     threads = job.threads or max(1, (os.cpu_count() or 1) // count)
-    policy = None if handle.path else handle.policy
+    policy = handle.policy if handle.policy.device.type == "cpu" else copy.deepcopy(handle.policy).to("cpu")
     return [dataclasses.replace(job, items=job.items[i::count], threads=threads, policy=policy) for i in range(count)]
 
 

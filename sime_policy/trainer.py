@@ -33,9 +33,10 @@ from .devices import resolve_device  # noqa: F401 - part of the trainer's API
 from .config import ExperimentConfig
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
-from .policy import DiffusionPolicy
+from .policy import DiffusionPolicy, make_policy
 from .tracking import NullTracker, Tracker
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
+from .training_data import load_training_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.store import Store
@@ -217,8 +218,6 @@ class _Run:
 
     def __init__(self, store: Any, version: str, config: ExperimentConfig, out_dir: Path, *, ctx: DistContext,
                  device: torch.device, frame_weights: Mapping[str, Any] | None) -> None:
-        from sime_data.sampler import split_episodes
-
         self.store, self.config, self.out_dir, self.ctx, self.device = store, config, out_dir, ctx, device
         self.tc = config.train
         self.ver = store.version(version)
@@ -226,10 +225,12 @@ class _Run:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.tc.steps}, {self.tc.batch_size}")
         if self.tc.epochs is not None and self.tc.epochs <= 0:
             raise ValueError(f"epochs must be positive (or None for the fixed step count), got {self.tc.epochs}")
+        data = load_training_data(store, self.ver, config.policy, self.tc.val_ratio, self.tc.seed)
+        normalizer = data.normalizer(config.policy)
         torch.manual_seed(self.tc.seed)
-        self.policy = DiffusionPolicy.from_version(store, self.ver.name, config.policy).to(device)
-        self.train_ids, self.val_ids = split_episodes(self.ver.episode_ids, self.tc.val_ratio, self.tc.seed)
-        self.train_sampler, self.val_sampler = self._samplers(frame_weights)
+        self.policy = make_policy(config.policy, normalizer, data.shapes).to(device)
+        self.train_ids, self.val_ids = data.train_ids, data.val_ids
+        self.train_sampler, self.val_sampler = data.samplers(config.policy, frame_weights, self.tc.val_ratio)
         self.budget = resolve_steps(steps=self.tc.steps, epochs=self.tc.epochs, min_steps=self.tc.min_steps,
                                     max_steps=self.tc.step_cap, windows=len(self.train_sampler),
                                     batch_size=self.tc.batch_size * ctx.world_size)
@@ -254,24 +255,6 @@ class _Run:
         self._tracked_val = 0    # validation losses handed to the tracker
 
     # -------------------------------------------------------------- data
-    def _samplers(self, frame_weights: Mapping[str, Any] | None):
-        from sime_data.errors import EmptyVersionError
-        from sime_data.sampler import SequenceSampler
-
-        pc = self.config.policy
-        common = dict(obs_keys=pc.obs_keys, action_key=pc.action_key, n_obs_steps=pc.n_obs_steps, horizon=pc.horizon,
-                      n_action_steps=pc.n_action_steps, frame_weights=frame_weights)
-        train = SequenceSampler(self.store, self.ver, episodes=self.train_ids, **common)
-        val = None
-        if self.val_ids:
-            try:
-                val = SequenceSampler(self.store, self.ver, episodes=self.val_ids, **common)
-            except EmptyVersionError as exc:
-                log.warning("validation disabled: %s", exc)
-        elif self.tc.val_ratio > 0:
-            log.warning("validation disabled: version %r has a single episode", self.ver.name)
-        return train, val
-
     def _val_batches(self) -> list[dict[str, torch.Tensor]]:
         """Fixed validation batches (the same windows at every evaluation)."""
         if self.val_sampler is None or self.tc.val_batches < 1:

@@ -20,6 +20,8 @@ from .names import CARRIED_OVER_MARKER, Chain
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
+    from ..rollout import PolicyHandle
+
 log = logging.getLogger(__name__)
 
 
@@ -160,11 +162,12 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
             break
     if final.is_file():
         if read_fit_report(run_dir) is None and config.experiment(chain.seed).train.fit_report:
-            from ..checkpoint import load_policy
+            from ..checkpoint import load_checkpoint, policy_from_checkpoint
             from ..fit_report import fit_report_of_episodes
 
-            policy = load_policy(final)
-            train_ids = checkpoint_info(final)["data"].get("train_episodes") or None
+            ckpt = load_checkpoint(final)
+            policy = policy_from_checkpoint(ckpt)[0].eval()
+            train_ids = ckpt["data"].get("train_episodes") or None
             fit_report_of_episodes(policy, store, version, train_ids, seed=chain.seed).write(run_dir)
         return StepOutcome("train", str(final), ran=False)
     resume = run_dir if latest.is_file() else None
@@ -219,10 +222,11 @@ def exploration_of(config: PipelineConfig) -> Exploration:
 
 
 
-def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str, checkpoint: str,
-                 states: RunStates, progress: bool = True, fit: dict[str, Any] | None = None) -> StepOutcome:
-    """Roll round r's policy out: 'eval' (held-out states, no exploration), 'collect' (collection states, no
-    exploration) or 'explore' (collection states, SIME exploration)."""
+def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str,
+                 policy: "PolicyHandle | str", states: RunStates, progress: bool = True,
+                 fit: dict[str, Any] | None = None) -> StepOutcome:
+    """Roll round r's policy (a loaded handle or its checkpoint) out: 'eval' (held-out states, no exploration),
+    'collect' (collection states, no exploration) or 'explore' (collection states, SIME exploration)."""
     from ..rollout import collect_rollouts
 
     name = chain.rollout_version(kind, round_)
@@ -234,7 +238,7 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
     where = "held-out evaluation states" if kind == "eval" and config.held_out else "collection states"
     noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else ""
     say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
-    result = collect_rollouts(store, checkpoint, task=config.task, init_states=list(chosen), trials=trials,
+    result = collect_rollouts(store, policy, task=config.task, init_states=list(chosen), trials=trials,
                               exploration=exploration, seed=chain.seed, workers=config.workers, round=round_,
                               branch=None if round_ == 0 else chain.branch, version=name,
                               max_steps=config.evaluation_max_steps if kind == "eval" else config.max_steps,
