@@ -17,6 +17,7 @@ import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -80,6 +81,60 @@ def checkpoint_id(config: Mapping[str, Any], version: str, version_created_at: s
         identity["init_from"] = init_from
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------- the schema of a training checkpoint
+def absolute_location(location: str) -> str:
+    """Local store paths made absolute (for lineage); URLs unchanged."""
+    return location if "://" in location else os.path.abspath(location)
+
+
+@dataclass(frozen=True)
+class TrainingLineage:
+    """What a checkpoint records about its training data (its ``data`` entry)."""
+
+    store: str
+    version: str
+    version_created_at: str | None
+    n_episodes: int
+    n_frames: int
+    parents: list[str]
+    train_episodes: list[str]
+    val_episodes: list[str]
+    frame_weights: bool
+    init_from: str | None
+    budget: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``data`` entry of the checkpoint dict."""
+        return dataclasses.asdict(self)
+
+
+def training_checkpoint(*, checkpoint_id: str, step: int, total_steps: int, world_size: int, policy: DiffusionPolicy,
+                        ema: Mapping[str, Any] | None, optimizer: Mapping[str, Any], lr_scheduler: Mapping[str, Any],
+                        rng: Mapping[str, Any], config: Mapping[str, Any], lineage: TrainingLineage,
+                        losses: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict of a training state (format FORMAT / FORMAT_VERSION, see the module docstring)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "checkpoint_id": checkpoint_id,
+        "step": step,
+        "total_steps": total_steps,
+        "world_size": world_size,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "model": policy.state_dict(),
+        "ema": ema,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler,
+        "rng": rng,
+        "config": config,
+        "normalizer": policy.normalizer.stats(),
+        "signature": policy.signature(),
+        "data": lineage.to_dict(),
+        "code": code_version(),
+        "losses": losses,
+    }
 
 
 # ---------------------------------------------------------------------- writing and reading

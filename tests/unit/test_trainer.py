@@ -20,7 +20,8 @@ from sime_policy.checkpoint import (CheckpointError, IncompatibleCheckpointError
 from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
 from sime_policy.ema import EMAModel
 from sime_policy.policy import DiffusionPolicy, PolicyInputError
-from sime_policy.trainer import CosineWarmup, draw_batch_indices, make_lr_scheduler, resolve_device, train
+from sime_policy.lr_schedule import CosineWarmup, make_lr_scheduler
+from sime_policy.trainer import draw_batch_indices, resolve_device, train
 
 GOALS = (-0.8, -0.3, 0.3, 0.8, -0.55, 0.55)
 
