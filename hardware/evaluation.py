@@ -94,7 +94,8 @@ def evaluate_policy(rig: Rig, store: Store, policy: Any, *, exploration: Any = N
     import torch
 
     from sime_policy.exploration import NO_EXPLORATION
-    from sime_policy.rollout import chunk_seed, derive_seed, resolve_policy
+    from sime_policy.loading import resolve_policy
+    from sime_policy.seeding import chunk_seed, derive_seed
 
     handle = resolve_policy(policy)
     policy = handle.policy

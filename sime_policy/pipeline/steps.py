@@ -20,7 +20,7 @@ from .names import CARRIED_OVER_MARKER, Chain
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
-    from ..rollout import PolicyHandle
+    from ..loading import PolicyHandle
 
 log = logging.getLogger(__name__)
 

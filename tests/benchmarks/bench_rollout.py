@@ -34,7 +34,9 @@ from sime_policy.exploration import NO_EXPLORATION, Exploration  # noqa: E402
 from sime_policy.normalizer import Normalizer  # noqa: E402
 from sime_policy.pipeline.config import QUICK_POLICY  # noqa: E402
 from sime_policy.policy import DiffusionPolicy, ObsSpec  # noqa: E402
-from sime_policy.rollout import Item, collect_rollouts, episode_seed, run_batched, run_episode  # noqa: E402
+from sime_policy.batched import Item, run_batched, run_episode  # noqa: E402
+from sime_policy.rollout import collect_rollouts  # noqa: E402
+from sime_policy.seeding import episode_seed  # noqa: E402
 
 TASK = "lift"
 

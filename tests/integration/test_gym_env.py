@@ -21,7 +21,8 @@ from sime_policy.experts import make_expert  # noqa: E402
 from sime_policy.exploration import Exploration  # noqa: E402
 from sime_policy.normalizer import Normalizer  # noqa: E402
 from sime_policy.policy import DiffusionPolicy, ObsSpec  # noqa: E402
-from sime_policy.rollout import Item, episode_seed, run_batched  # noqa: E402
+from sime_policy.batched import Item, run_batched  # noqa: E402
+from sime_policy.seeding import episode_seed  # noqa: E402
 
 HORIZON = 50  # the scripted expert lifts the cube in about 37 steps
 LOWDIM = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,), "object": (10,)}

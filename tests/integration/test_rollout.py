@@ -22,7 +22,9 @@ from sime_policy.envs import SimEnv  # noqa: E402
 from sime_policy.exploration import Exploration  # noqa: E402
 from sime_policy.normalizer import Normalizer  # noqa: E402
 from sime_policy.policy import DiffusionPolicy, ObsSpec, PolicyInputError  # noqa: E402
-from sime_policy.rollout import collect_rollouts, episode_seed  # noqa: E402
+from sime_policy.batched import _Slot  # noqa: E402
+from sime_policy.rollout import collect_rollouts  # noqa: E402
+from sime_policy.seeding import episode_seed  # noqa: E402
 from sime_policy.rollout_report import binomial_stderr, summarize  # noqa: E402
 from sime_policy.trainer import train  # noqa: E402
 
@@ -131,7 +133,7 @@ def test_rerun_with_same_arguments_adds_nothing(trained, collected) -> None:
 
 def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -> None:
     store, ckpt, _ = trained
-    real = rollout_module._Slot.start
+    real = _Slot.start
     calls = {"n": 0}
 
     def interrupted(self, item):
@@ -140,10 +142,10 @@ def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -
             raise KeyboardInterrupt  # Ctrl-C as the third episode starts
         return real(self, item)
 
-    monkeypatch.setattr(rollout_module._Slot, "start", interrupted)
+    monkeypatch.setattr(_Slot, "start", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _collect(store, ckpt, seed=7, envs=1)
-    monkeypatch.setattr(rollout_module._Slot, "start", real)
+    monkeypatch.setattr(_Slot, "start", real)
     partial = store.episodes(where="source = 'rollout' AND seed IS NOT NULL AND meta->>'collection_seed' = '7'")
     assert len(partial) == 2  # the two finished episodes are kept; the in-flight one is lost
     name = f"lift/rollouts/{trained[2]}/sime/seed7"
