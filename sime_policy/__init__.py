@@ -1,10 +1,10 @@
 """Diffusion policy with modal-level exploration, trained from store versions (imports torch)."""
 
-from .checkpoint import CheckpointError, IncompatibleCheckpointError, load_policy
-from .config import ExperimentConfig, PolicyConfig, TrainConfig, get_preset
-from .exploration import Exploration
-from .policy import DiffusionPolicy, PolicyInputError
-from .trainer import TrainResult, train
+from .training.checkpoint import CheckpointError, IncompatibleCheckpointError, load_policy
+from .policy.config import ExperimentConfig, PolicyConfig, TrainConfig, get_preset
+from .policy.exploration import Exploration
+from .policy.diffusion import DiffusionPolicy, PolicyInputError
+from .training.trainer import TrainResult, train
 
 __all__ = [
     "CheckpointError", "IncompatibleCheckpointError", "load_policy", "ExperimentConfig", "PolicyConfig", "TrainConfig",

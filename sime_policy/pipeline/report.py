@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
-from ..rollout_report import binomial_stderr
+from .paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
+from ..collect.rollout_report import binomial_stderr
 from .config import BRANCHES
 from sime_data.versions import rule_dict
 

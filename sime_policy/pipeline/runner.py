@@ -22,7 +22,7 @@ from .tracking import close_trackers, log_round, round_trackers
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
-    from ..loading import PolicyHandle
+    from ..collect.loading import PolicyHandle
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
     check the fit, evaluate, and (if not the last round) collect this branch's data."""
     from sime_data import open_store
 
-    from ..loading import load_policy_handle
+    from ..collect.loading import load_policy_handle
 
     store = open_store(job.store)
     config, r, out = job.config, job.round, Path(job.out)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..fit_report import read_fit_report
-from ..paired_stats import p_clause
-from ..rollout_report import binomial_stderr
-from ..tracking import Tracker, make_tracker, scalar_items
+from ..training.fit_report import read_fit_report
+from .paired_stats import p_clause
+from ..collect.rollout_report import binomial_stderr
+from ..training.tracking import Tracker, make_tracker, scalar_items
 from .config import BRANCHES, PipelineConfig
 from .names import Chain
 

@@ -16,17 +16,17 @@ import sime_data  # noqa: E402
 from sime_data.errors import VersionExistsError  # noqa: E402
 from sime_policy import rollout as rollout_module  # noqa: E402
 from sime_policy.cli import main  # noqa: E402
-from sime_policy.config import get_preset  # noqa: E402
-from sime_policy.demos import record_demos  # noqa: E402
+from sime_policy.policy.config import get_preset  # noqa: E402
+from sime_policy.collect.demos import record_demos  # noqa: E402
 from sime_policy.envs import SimEnv  # noqa: E402
-from sime_policy.exploration import Exploration  # noqa: E402
-from sime_policy.normalizer import Normalizer  # noqa: E402
-from sime_policy.policy import DiffusionPolicy, ObsSpec, PolicyInputError  # noqa: E402
-from sime_policy.batched import _Slot  # noqa: E402
-from sime_policy.rollout import collect_rollouts  # noqa: E402
-from sime_policy.seeding import episode_seed  # noqa: E402
-from sime_policy.rollout_report import binomial_stderr, summarize  # noqa: E402
-from sime_policy.trainer import train  # noqa: E402
+from sime_policy.policy.exploration import Exploration  # noqa: E402
+from sime_policy.policy.normalizer import Normalizer  # noqa: E402
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec, PolicyInputError  # noqa: E402
+from sime_policy.collect.batched import _Slot  # noqa: E402
+from sime_policy.collect.rollouts import collect_rollouts  # noqa: E402
+from sime_policy.collect.seeding import episode_seed  # noqa: E402
+from sime_policy.collect.rollout_report import binomial_stderr, summarize  # noqa: E402
+from sime_policy.training.trainer import train  # noqa: E402
 
 K, N, MAX_STEPS, SEED = 3, 2, 30, 233
 EXPLORE = Exploration("sime", noise_scale=0.1, tau1=0.0, tau2=1.0)

@@ -20,12 +20,12 @@ import torch
 
 import sime_data
 from sime_policy import cli
-from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
-from sime_policy.fit_report import FitReport
+from sime_policy.policy.config import ExperimentConfig, PolicyConfig, TrainConfig
+from sime_policy.training.fit_report import FitReport
 from sime_policy.pipeline import PipelineConfig, build_report
 from sime_policy.pipeline.names import Chain
-from sime_policy.tracking import TrackingError, check_track_spec, make_tracker, parse_track_spec
-from sime_policy.trainer import train
+from sime_policy.training.tracking import TrackingError, check_track_spec, make_tracker, parse_track_spec
+from sime_policy.training.trainer import train
 
 EventAccumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 pytest.importorskip("wandb")

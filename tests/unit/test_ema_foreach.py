@@ -4,8 +4,8 @@ import copy
 
 import torch
 
-from sime_policy.config import PolicyConfig
-from sime_policy.ema import EMAModel
+from sime_policy.policy.config import PolicyConfig
+from sime_policy.training.ema import EMAModel
 from sime_policy.models import ConditionalUnet1D
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from sime_policy.config import PRESETS
-from sime_policy.lr_schedule import CosineWarmup, make_lr_scheduler
+from sime_policy.policy.config import PRESETS
+from sime_policy.training.lr_schedule import CosineWarmup, make_lr_scheduler
 
 
 def _settings() -> list[tuple[int, int, float]]:

@@ -15,13 +15,13 @@ import torch
 import sime_data
 from sime_data.errors import EmptyVersionError, VersionNotFoundError
 from sime_policy import cli
-from sime_policy.checkpoint import (CheckpointError, IncompatibleCheckpointError, checkpoint_info, load_checkpoint,
+from sime_policy.training.checkpoint import (CheckpointError, IncompatibleCheckpointError, checkpoint_info, load_checkpoint,
                                     load_policy, load_policy_and_info)
-from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
-from sime_policy.ema import EMAModel
-from sime_policy.policy import DiffusionPolicy, PolicyInputError
-from sime_policy.lr_schedule import CosineWarmup, make_lr_scheduler
-from sime_policy.trainer import draw_batch_indices, resolve_device, train
+from sime_policy.policy.config import ExperimentConfig, PolicyConfig, TrainConfig
+from sime_policy.training.ema import EMAModel
+from sime_policy.policy.diffusion import DiffusionPolicy, PolicyInputError
+from sime_policy.training.lr_schedule import CosineWarmup, make_lr_scheduler
+from sime_policy.training.trainer import draw_batch_indices, resolve_device, train
 
 GOALS = (-0.8, -0.3, 0.3, 0.8, -0.55, 0.55)
 

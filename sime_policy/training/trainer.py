@@ -31,15 +31,15 @@ from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, TrainingLin
 from .budget import BudgetDecision, resolve_steps
 from .devices import resolve_device
 from .distributed import DistContext, init_distributed, reduce_mean
-from .config import ExperimentConfig
+from ..policy.config import ExperimentConfig
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
 from .lr_schedule import make_lr_scheduler
-from .policy import DiffusionPolicy, make_policy
+from ..policy.diffusion import DiffusionPolicy, make_policy
 from .rng_state import capture_rng_state, restore_rng_state
 from .tracking import NullTracker, Tracker
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
-from .training_data import load_training_data
+from .data import load_training_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.store import Store

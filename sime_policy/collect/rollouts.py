@@ -28,12 +28,12 @@ from sime_data.errors import VersionExistsError
 from sime_data.schema import check_version_name
 
 from .batched import DEFAULT_LANES, Item, env_key
-from .devices import resolve_device
-from .envs import SimEnv, TaskSpec, get_task, init_state_id
-from .exploration import NO_EXPLORATION, Exploration
+from ..training.devices import resolve_device
+from ..envs import SimEnv, TaskSpec, get_task, init_state_id
+from ..policy.exploration import NO_EXPLORATION, Exploration
 from .jobs import Job, run_items
 from .loading import PolicyHandle, resolve_policy
-from .policy import DiffusionPolicy, PolicyInputError
+from ..policy.diffusion import DiffusionPolicy, PolicyInputError
 from .rollout_report import RolloutSummary, print_report, summarize
 from .seeding import episode_seed
 from .workers import run_workers

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import PolicyConfig
 from .exploration import NO_EXPLORATION, Exploration, Generators, gaussian
-from .models import ConditionalUnet1D, ObservationEncoder
+from ..models import ConditionalUnet1D, ObservationEncoder
 from .normalizer import Normalizer
 
 

@@ -25,9 +25,9 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from .config import ExperimentConfig, PolicyConfig
-from .normalizer import Normalizer
-from .policy import DiffusionPolicy, ObsSpec
+from ..policy.config import ExperimentConfig, PolicyConfig
+from ..policy.normalizer import Normalizer
+from ..policy.diffusion import DiffusionPolicy, ObsSpec
 
 FORMAT = "sime-policy-checkpoint"
 FORMAT_VERSION = 1

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import PolicyConfig
-from .normalizer import Normalizer, fit_normalizer
-from .policy import PolicyShapes
+from ..policy.config import PolicyConfig
+from ..policy.normalizer import Normalizer, fit_normalizer
+from ..policy.diffusion import PolicyShapes
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.sampler import SequenceSampler, VersionData

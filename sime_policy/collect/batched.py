@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .envs import SimEnv, init_state_id
+from ..envs import SimEnv, init_state_id
 from .episode import Episode, EpisodeSteps
-from .exploration import Exploration
-from .policy import DiffusionPolicy
+from ..policy.exploration import Exploration
+from ..policy.diffusion import DiffusionPolicy
 from .seeding import chunk_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,7 +157,7 @@ def run_batched_vector(vector_env: Any, policy: DiffusionPolicy, items: Sequence
     call (in parallel for an AsyncVectorEnv), and ``on_done`` is called in env order at the end of the chunk
     (the order `run_batched` calls it in). ``slot.env`` is None here; ``steps`` counts the episode's steps.
     """
-    from .envs.gym_env import VectorSimAdapter
+    from ..envs.gym_env import VectorSimAdapter
 
     adapter = vector_env if isinstance(vector_env, VectorSimAdapter) else VectorSimAdapter(vector_env)
     config = policy.config

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .batched import DEFAULT_LANES, Item, _Slot, run_batched
-from .envs import SimEnv
-from .exploration import Exploration
-from .policy import DiffusionPolicy
+from ..envs import SimEnv
+from ..policy.exploration import Exploration
+from ..policy.diffusion import DiffusionPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
