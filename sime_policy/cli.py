@@ -94,8 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config is None:
         if args.resume is None:
             raise ValueError("train needs --config PRESET_OR_FILE (or --resume CKPT to reuse a checkpoint's config)")
-        from .training.checkpoint import checkpoint_info
         from .policy.config import ExperimentConfig
+        from .training.checkpoint import checkpoint_info
 
         saved = ExperimentConfig.from_dict(checkpoint_info(args.resume)["config"])
         config = saved.with_overrides(seed=args.seed, steps=args.steps, **_overrides(args.set or []))
@@ -204,8 +204,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
-    from .policy.exploration import MODES, NOISE_UNITS
     from .collect.rollouts import DEFAULT_ENVS, DEFAULT_LANES, DEFAULT_SEED
+    from .policy.exploration import MODES, NOISE_UNITS
 
     p = sub.add_parser("rollout", help="roll a policy out in simulation and store every episode",
                        description="Roll a checkpoint out from K initial states x N trials each, write every episode "
@@ -504,8 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     from sime_data.errors import StoreError
 
-    from .training.checkpoint import CheckpointError
     from .policy.diffusion import PolicyInputError
+    from .training.checkpoint import CheckpointError
 
     try:
         return args.func(args)

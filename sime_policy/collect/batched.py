@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from ..envs import SimEnv, init_state_id
-from .episode import Episode, EpisodeSteps
-from ..policy.exploration import Exploration
 from ..policy.diffusion import DiffusionPolicy
+from ..policy.exploration import Exploration
+from .episode import Episode, EpisodeSteps
 from .seeding import chunk_seed
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,8 +11,8 @@ import numpy as np
 from sime_data.errors import VersionExistsError
 
 from ..envs import SimEnv, get_task, init_state_id
-from .episode import run_controlled_episode
 from ..experts import EXPERT_CONFIGS, make_expert
+from .episode import run_controlled_episode
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import EpisodeWriter, Store

@@ -6,10 +6,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from .batched import DEFAULT_LANES, Item, _Slot, run_batched
 from ..envs import SimEnv
-from ..policy.exploration import Exploration
 from ..policy.diffusion import DiffusionPolicy
+from ..policy.exploration import Exploration
+from .batched import DEFAULT_LANES, Item, _Slot, run_batched
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store

@@ -8,8 +8,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..training.checkpoint import CheckpointInfo, load_policy_and_info
 from ..policy.diffusion import DiffusionPolicy
+from ..training.checkpoint import CheckpointInfo, load_policy_and_info
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Rollout runner: K initial states x N trials of a policy in simulation, every episode written to the store.
+"""Rollout collections: K initial states x N trials of a policy in simulation, every episode written to the store.
 
 Each initial state is replayed exactly (``SimEnv.reset_to``) for each of its trials; the policy runs in
 receding horizon (predict a chunk from the last ``n_obs_steps`` observations, execute its
@@ -6,6 +6,9 @@ receding horizon (predict a chunk from the last ``n_obs_steps`` observations, ex
 identified by a hash of what determines its episodes (checkpoint, task, exploration, seed, initial
 states, trials, horizon) stored in each episode's ``meta`` JSON, so an interrupted run resumes where it
 stopped: rerunning skips the (init_state_id, trial) pairs already committed, then creates the version.
+
+The episodes themselves run in `batched` (on `episode`'s loop) as `jobs`, in this process or in `workers`;
+their seeds come from `seeding` and the policy from `loading`.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ import torch
 from sime_data.errors import VersionExistsError
 from sime_data.schema import check_version_name
 
-from .batched import DEFAULT_LANES, Item, env_key
-from ..training.devices import resolve_device
 from ..envs import SimEnv, TaskSpec, get_task, init_state_id
+from ..policy.diffusion import DiffusionPolicy, PolicyInputError
 from ..policy.exploration import NO_EXPLORATION, Exploration
+from ..training.devices import resolve_device
+from .batched import DEFAULT_LANES, Item, env_key
 from .jobs import Job, run_items
 from .loading import PolicyHandle, resolve_policy
-from ..policy.diffusion import DiffusionPolicy, PolicyInputError
 from .rollout_report import RolloutSummary, print_report, summarize
 from .seeding import episode_seed
 from .workers import run_workers

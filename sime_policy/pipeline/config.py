@@ -108,8 +108,8 @@ class PipelineConfig:
         """Self, or ValueError naming the first bad setting and the fix."""
         from sime_data.schema import check_version_name
 
-        from ..policy.config import get_preset
         from ..envs.tasks import get_task
+        from ..policy.config import get_preset
 
         if "/" in self.name:
             raise ValueError(f"run name {self.name!r} must not contain '/'")

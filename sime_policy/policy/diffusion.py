@@ -10,9 +10,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from ..models import ConditionalUnet1D, ObservationEncoder
 from .config import PolicyConfig
 from .exploration import NO_EXPLORATION, Exploration, Generators, gaussian
-from ..models import ConditionalUnet1D, ObservationEncoder
 from .normalizer import Normalizer
 
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ..policy.config import ExperimentConfig, PolicyConfig
-from ..policy.normalizer import Normalizer
 from ..policy.diffusion import DiffusionPolicy, ObsSpec
+from ..policy.normalizer import Normalizer
 
 FORMAT = "sime-policy-checkpoint"
 FORMAT_VERSION = 1

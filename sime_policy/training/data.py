@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..policy.config import PolicyConfig
-from ..policy.normalizer import Normalizer, fit_normalizer
 from ..policy.diffusion import PolicyShapes
+from ..policy.normalizer import Normalizer, fit_normalizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.sampler import SequenceSampler, VersionData

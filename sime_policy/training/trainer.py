@@ -25,21 +25,21 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ..policy.config import ExperimentConfig
+from ..policy.diffusion import DiffusionPolicy, make_policy
+from .budget import BudgetDecision, resolve_steps
 from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, TrainingLineage, absolute_location,
                          check_compatible, checkpoint_id, config_differences, load_checkpoint, load_weights,
                          save_checkpoint, signature_differences, training_checkpoint)
-from .budget import BudgetDecision, resolve_steps
+from .data import load_training_data
 from .devices import resolve_device
 from .distributed import DistContext, init_distributed, reduce_mean
-from ..policy.config import ExperimentConfig
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
 from .lr_schedule import make_lr_scheduler
-from ..policy.diffusion import DiffusionPolicy, make_policy
 from .rng_state import capture_rng_state, restore_rng_state
 from .tracking import NullTracker, Tracker
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
-from .data import load_training_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.store import Store
