@@ -171,7 +171,8 @@ def exploration_from_args(args: argparse.Namespace) -> "Exploration":
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     """Roll a checkpoint out (K initial states x N trials), store every episode, print the success rate."""
-    from .collect.rollouts import WorkerError, collect_rollouts
+    from .collect.rollouts import collect_rollouts
+    from .collect.workers import WorkerError
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops like Ctrl-C

@@ -59,6 +59,7 @@ class EpisodeSteps:
 
     def __call__(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, done: bool,
                  state: np.ndarray | None) -> None:
+        """Keep one executed step."""
         self.obs.append(obs)
         self.actions.append(action)
         self.rewards.append(reward)

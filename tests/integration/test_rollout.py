@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 
 import sime_data  # noqa: E402
 from sime_data.errors import VersionExistsError  # noqa: E402
-from sime_policy import rollout as rollout_module  # noqa: E402
+from sime_policy.collect import rollouts as rollout_module  # noqa: E402
 from sime_policy.cli import main  # noqa: E402
 from sime_policy.policy.config import get_preset  # noqa: E402
 from sime_policy.collect.demos import record_demos  # noqa: E402
