@@ -241,7 +241,7 @@ def test_unknown_backend_or_missing_package_is_refused_before_any_work(toy, tmp_
     assert args.track == "wandb"
     assert parse_track_spec(" WandB , tensorboard,wandb ") == ("tensorboard", "wandb")
     assert check_track_spec("") == check_track_spec(None) == "none"
-    monkeypatch.setitem(__import__("sime_policy.tracking").tracking._REQUIRES, "wandb", ("sime_no_such_module",))
+    monkeypatch.setitem(__import__("sime_policy.training.tracking").training.tracking._REQUIRES, "wandb", ("sime_no_such_module",))
     with pytest.raises(TrackingError, match=r'pip install -e "\.\[track\]"'):
         check_track_spec("wandb")
 
