@@ -27,6 +27,8 @@ def worker_main(index: int, job: Job, messages: Any) -> None:
         from sime_data import open_store
 
         policy = job.policy
+        if policy is None:
+            raise ValueError("a worker's job must carry the policy to roll out (see rollouts._split)")
         store = open_store(job.store_location)
         parent = os.getppid()
 
