@@ -46,7 +46,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on the rig."""
-    from sime_policy.exploration import Exploration
+    from sime_policy.policy.exploration import Exploration
 
     from .config import load_rig_config
     from .evaluation import EvalSettings, evaluate_policy

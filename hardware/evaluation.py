@@ -93,8 +93,9 @@ def evaluate_policy(rig: Rig, store: Store, policy: Any, *, exploration: Any = N
     """Run `episodes` evaluation episodes; each is stored with success, exploration settings and timing."""
     import torch
 
-    from sime_policy.exploration import NO_EXPLORATION
-    from sime_policy.rollout import chunk_seed, derive_seed, resolve_policy
+    from sime_policy.policy.exploration import NO_EXPLORATION
+    from sime_policy.collect.loading import resolve_policy
+    from sime_policy.collect.seeding import chunk_seed, derive_seed
 
     handle = resolve_policy(policy)
     policy = handle.policy

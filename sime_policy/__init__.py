@@ -1,12 +1,14 @@
 """Diffusion policy with modal-level exploration, trained from store versions (imports torch)."""
 
-from .checkpoint import CheckpointError, IncompatibleCheckpointError, load_policy
-from .config import ExperimentConfig, PolicyConfig, TrainConfig, get_preset
-from .exploration import Exploration
-from .policy import DiffusionPolicy, PolicyInputError
-from .trainer import TrainResult, train
+from .policy.config import ExperimentConfig, PolicyConfig, TrainConfig, get_preset
+from .policy.diffusion import DiffusionPolicy, PolicyInputError
+from .policy.exploration import Exploration
+from .training.checkpoint import (CheckpointError, CheckpointInfo, IncompatibleCheckpointError, load_policy,
+                                  load_policy_and_info)
+from .training.trainer import TrainResult, train
 
 __all__ = [
-    "CheckpointError", "IncompatibleCheckpointError", "load_policy", "ExperimentConfig", "PolicyConfig", "TrainConfig",
-    "get_preset", "Exploration", "DiffusionPolicy", "PolicyInputError", "TrainResult", "train",
+    "CheckpointError", "CheckpointInfo", "IncompatibleCheckpointError", "load_policy", "load_policy_and_info",
+    "ExperimentConfig", "PolicyConfig", "TrainConfig", "get_preset", "Exploration", "DiffusionPolicy",
+    "PolicyInputError", "TrainResult", "train",
 ]

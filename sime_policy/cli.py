@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from sime_data.cli_store import accept_store_anywhere, resolve_store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import ExperimentConfig
-    from .exploration import Exploration
+    from .policy.config import ExperimentConfig
+    from .policy.exploration import Exploration
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _parse_value(text: str) -> Any:
 def load_config(name_or_path: str, *, seed: int | None = None, steps: int | None = None,
                 overrides: Sequence[str] = ()) -> "ExperimentConfig":
     """A preset name or a JSON file (ExperimentConfig.to_json form), with seed/steps and FIELD=VALUE overrides."""
-    from .config import ExperimentConfig, get_preset
+    from .policy.config import ExperimentConfig, get_preset
 
     path = Path(name_or_path)
     if name_or_path.endswith(".json") or path.is_file():
@@ -68,7 +68,7 @@ def _overrides(items: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- tracking
 def _track_argument(text: str) -> str:
     """The --track value, checked (known backends, packages installed) and in canonical form."""
-    from .tracking import TrackingError, check_track_spec
+    from .training.tracking import TrackingError, check_track_spec
 
     try:
         return check_track_spec(text)
@@ -78,7 +78,7 @@ def _track_argument(text: str) -> str:
 
 def _add_track_argument(p: argparse.ArgumentParser, what: str) -> None:
     """--track none|tensorboard|wandb|tensorboard,wandb (default $SIME_TRACK, else none)."""
-    from .tracking import ENV_VAR, INSTALL_HINT
+    from .training.tracking import ENV_VAR, INSTALL_HINT
 
     p.add_argument("--track", type=_track_argument, default=os.environ.get(ENV_VAR, "none"),
                    metavar="{none,tensorboard,wandb,tensorboard,wandb}",
@@ -89,13 +89,13 @@ def _add_track_argument(p: argparse.ArgumentParser, what: str) -> None:
 # ---------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a diffusion policy on a store version."""
-    from .trainer import DistContext, train
+    from .training.trainer import DistContext, train
 
     if args.config is None:
         if args.resume is None:
             raise ValueError("train needs --config PRESET_OR_FILE (or --resume CKPT to reuse a checkpoint's config)")
-        from .checkpoint import checkpoint_info
-        from .config import ExperimentConfig
+        from .policy.config import ExperimentConfig
+        from .training.checkpoint import checkpoint_info
 
         saved = ExperimentConfig.from_dict(checkpoint_info(args.resume)["config"])
         config = saved.with_overrides(seed=args.seed, steps=args.steps, **_overrides(args.set or []))
@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path("runs") / f"{config.name}-{args.version}-seed{config.train.seed}"
     if args.print_config:
         print(config.to_json())
-    from .tracking import make_tracker
+    from .training.tracking import make_tracker
 
     main_rank = DistContext.from_env().is_main
     tracker = make_tracker(args.track if main_rank else "none", out, out.name, job_type="train",
@@ -161,7 +161,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------- rollout
 def exploration_from_args(args: argparse.Namespace) -> "Exploration":
     """Exploration settings from --explore/--noise-scale/--image-noise-scale/--tau1/--tau2/--eta."""
-    from .exploration import Exploration
+    from .policy.exploration import Exploration
 
     if args.explore in ("sime", "cads", "action_noise") and args.noise_scale == 0 and not args.image_noise_scale:
         log.warning("--explore %s with --noise-scale 0 adds no noise: this collects like --explore none", args.explore)
@@ -171,7 +171,8 @@ def exploration_from_args(args: argparse.Namespace) -> "Exploration":
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     """Roll a checkpoint out (K initial states x N trials), store every episode, print the success rate."""
-    from .rollout import WorkerError, collect_rollouts
+    from .collect.rollouts import collect_rollouts
+    from .collect.workers import WorkerError
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops like Ctrl-C
@@ -204,8 +205,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
-    from .exploration import MODES, NOISE_UNITS
-    from .rollout import DEFAULT_ENVS, DEFAULT_LANES, DEFAULT_SEED
+    from .collect.rollouts import DEFAULT_ENVS, DEFAULT_LANES, DEFAULT_SEED
+    from .policy.exploration import MODES, NOISE_UNITS
 
     p = sub.add_parser("rollout", help="roll a policy out in simulation and store every episode",
                        description="Roll a checkpoint out from K initial states x N trials each, write every episode "
@@ -251,11 +252,11 @@ def cmd_demos(args: argparse.Namespace) -> int:
     """Record scripted-expert demos into a store (created if missing)."""
     from sime_data import open_store
 
-    from .demos import demo_version_names, record_demos
+    from .collect.demos import demo_version_names, record_demos
 
     store = open_store(args.store, create=True)
     if args.import_robomimic:
-        from .robomimic_demos import import_robomimic_demos
+        from .collect.robomimic_demos import import_robomimic_demos
 
         ids = import_robomimic_demos(store, args.import_robomimic, task=args.task, version=args.version,
                                      progress=not args.no_progress)
@@ -504,8 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     from sime_data.errors import StoreError
 
-    from .checkpoint import CheckpointError
-    from .policy import PolicyInputError
+    from .policy.diffusion import PolicyInputError
+    from .training.checkpoint import CheckpointError
 
     try:
         return args.func(args)

@@ -25,7 +25,7 @@ the task succeeds on the last step, as gymnasium's ``TimeLimit`` reports it); ``
 
 `VectorSimAdapter` runs per-env operations (restore a state, step with one action) on the SimeGymEnvs
 inside a ``gymnasium.vector`` env (``SyncVectorEnv`` or ``AsyncVectorEnv``) through one ``set_attr`` and one
-``call`` for all sub-environments at once; ``sime_policy.rollout.run_batched`` uses it.
+``call`` for all sub-environments at once; ``sime_policy.collect.batched.run_batched`` uses it.
 """
 
 from __future__ import annotations

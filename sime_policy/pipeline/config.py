@@ -44,7 +44,7 @@ class PipelineConfig:
     tau2: float = 1.0
     rule: str = "sr_lss"
     threshold: float = 0.5
-    # replay-verified smoothing of the selected rollouts before they join the training data (sime_policy/smoothing.py)
+    # replay-verified smoothing of the selected rollouts before they join the training data (sime_policy/collect/smoothing.py)
     smooth: bool = False
     init_states: int = 50
     trials: int = 5
@@ -80,7 +80,7 @@ class PipelineConfig:
         """Where training and rollout inference run: the given device, else cuda when available, else cpu."""
         if self.device:
             return self.device
-        from ..devices import resolve_device
+        from ..training.devices import resolve_device
 
         return resolve_device(None).type
 
@@ -108,8 +108,8 @@ class PipelineConfig:
         """Self, or ValueError naming the first bad setting and the fix."""
         from sime_data.schema import check_version_name
 
-        from ..config import get_preset
         from ..envs.tasks import get_task
+        from ..policy.config import get_preset
 
         if "/" in self.name:
             raise ValueError(f"run name {self.name!r} must not contain '/'")
@@ -154,17 +154,17 @@ class PipelineConfig:
             raise ValueError(f"init_from must be one of {', '.join(INIT_FROM)}, got {self.init_from!r}")
         if self.fit_gate not in FIT_GATES:
             raise ValueError(f"fit_gate must be one of {', '.join(FIT_GATES)}, got {self.fit_gate!r}")
-        from ..exploration import NOISE_UNITS
+        from ..policy.exploration import NOISE_UNITS
 
         if self.noise_units not in NOISE_UNITS:
             raise ValueError(f"noise_units must be one of {', '.join(NOISE_UNITS)}, got {self.noise_units!r}")
         if self.device is not None:
-            from ..devices import resolve_device
+            from ..training.devices import resolve_device
 
             resolve_device(self.device)  # ValueError naming the device when it is not here
         if self.train_threads is not None and self.train_threads < 1:
             raise ValueError(f"train_threads must be positive (or None for torch's default), got {self.train_threads}")
-        from ..tracking import check_track_spec
+        from ..training.tracking import check_track_spec
 
         check_track_spec(self.track)  # TrackingError (a ValueError) naming an unknown backend or a missing package
         for label, value in (("max_steps", self.max_steps), ("eval_max_steps", self.eval_max_steps)):
@@ -179,7 +179,7 @@ class PipelineConfig:
 
     def experiment(self, seed: int) -> Any:
         """The ExperimentConfig of one training run (preset + budget + overrides, training seed = run seed)."""
-        from ..config import get_preset
+        from ..policy.config import get_preset
 
         budget: dict[str, Any] = {}
         if self.train_steps is not None:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
-from ..rollout_report import binomial_stderr
+from ..collect.rollout_report import binomial_stderr
 from .config import BRANCHES
+from .paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
 from sime_data.versions import rule_dict
 
 from .names import parse_rollout_name

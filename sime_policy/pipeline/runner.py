@@ -22,6 +22,8 @@ from .tracking import close_trackers, log_round, round_trackers
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
+    from ..collect.loading import PolicyHandle
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,8 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
     check the fit, evaluate, and (if not the last round) collect this branch's data."""
     from sime_data import open_store
 
+    from ..collect.loading import load_policy_handle
+
     store = open_store(job.store)
     config, r, out = job.config, job.round, Path(job.out)
     chain = Chain(config.task, config.name, job.seed, job.branch)
@@ -71,9 +75,12 @@ def run_round(job: RoundJob) -> list[StepOutcome]:
     trained = train_step(store, config, chain, r, out, progress=job.progress)
     done.append(trained)
     fit = fit_step(config, chain, r, out)
+    policy: PolicyHandle | None = None  # loaded once, for the first rollout set still to collect
     for kind in ["eval", *data_kinds(config, chain, r)]:
-        done.append(rollout_step(store, config, chain, r, kind, trained.result, job.states, progress=job.progress,
-                                 fit=fit))
+        if policy is None and not store.has_version(chain.rollout_version(kind, r)):
+            policy = load_policy_handle(trained.result)
+        done.append(rollout_step(store, config, chain, r, kind, policy or trained.result, job.states,
+                                 progress=job.progress, fit=fit))
     return done
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..paired_stats import PairedComparison
+from .paired_stats import PairedComparison
 
 from .config import PipelineConfig, get_pipeline_preset
 from .names import Chain
@@ -26,8 +26,8 @@ from .report import evaluation_outcomes
 def retrain_and_score(store: object, config: PipelineConfig, chain: Chain, round_: int, train_seed: int, out: Path,
                       progress: bool = True) -> str:
     """Train the chain's round-r version with `train_seed` (resuming or reusing a run) and evaluate it: the eval version."""
-    from ..rollout import collect_rollouts
-    from ..trainer import train
+    from ..collect.rollouts import collect_rollouts
+    from ..training.trainer import train
     from .steps import initial_states, training_version
 
     run_dir = out / "seed_variance" / chain.branch / f"round{round_}" / f"train_seed{train_seed}"
@@ -62,7 +62,7 @@ class SeedResult:
 def compare_training_seeds(store: object, config: PipelineConfig, out: Path, seeds: Sequence[int],
                            branch: str = "sime", round_: int = 1, progress: bool = True) -> list[SeedResult]:
     """The run's own round-r result for its first seed, then one retraining per training seed in `seeds`."""
-    from ..paired_stats import compare_outcomes
+    from .paired_stats import compare_outcomes
 
     chain = Chain(config.task, config.name, config.seeds[0], branch)
     round0 = evaluation_outcomes(store, chain.eval_version(0), chain.seed)

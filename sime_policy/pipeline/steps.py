@@ -13,12 +13,14 @@ from sime_data.errors import VersionNotFoundError
 from sime_data.selection import create_selection_version, select
 from sime_data.versions import rule_dict
 
-from ..exploration import NO_EXPLORATION, Exploration
+from ..policy.exploration import NO_EXPLORATION, Exploration
 from .config import PipelineConfig
 from .names import CARRIED_OVER_MARKER, Chain
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
+
+    from ..collect.loading import PolicyHandle
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def say(chain: Chain, round_: int, text: str) -> None:
 # ---------------------------------------------------------------------- demos
 def ensure_demos(store: "Store", config: PipelineConfig, progress: bool = True) -> str:
     """The round-0 training version, recorded with the scripted expert first when allowed and missing."""
-    from ..demos import CORE_SIZES, EXPERT_CONFIGS, record_demos
+    from ..collect.demos import CORE_SIZES, EXPERT_CONFIGS, record_demos
 
     name = config.base_version
     if store.has_version(name):
@@ -141,9 +143,9 @@ def previous_checkpoint(chain: Chain, round_: int, out: Path) -> Path:
 def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, out: Path,
                progress: bool = True) -> StepOutcome:
     """Train round r's policy on its training version (resumes a partial run; skips a finished one)."""
-    from ..checkpoint import checkpoint_info
-    from ..fit_report import read_fit_report
-    from ..trainer import train
+    from ..training.checkpoint import checkpoint_info
+    from ..training.fit_report import read_fit_report
+    from ..training.trainer import train
 
     version = training_version(store, config, chain, round_)
     run_dir = chain.checkpoint_dir(out, round_)
@@ -160,11 +162,12 @@ def train_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int
             break
     if final.is_file():
         if read_fit_report(run_dir) is None and config.experiment(chain.seed).train.fit_report:
-            from ..checkpoint import load_policy
-            from ..fit_report import fit_report_of_episodes
+            from ..training.checkpoint import load_checkpoint, policy_from_checkpoint
+            from ..training.fit_report import fit_report_of_episodes
 
-            policy = load_policy(final)
-            train_ids = checkpoint_info(final)["data"].get("train_episodes") or None
+            ckpt = load_checkpoint(final)
+            policy = policy_from_checkpoint(ckpt)[0].eval()
+            train_ids = ckpt["data"].get("train_episodes") or None
             fit_report_of_episodes(policy, store, version, train_ids, seed=chain.seed).write(run_dir)
         return StepOutcome("train", str(final), ran=False)
     resume = run_dir if latest.is_file() else None
@@ -193,7 +196,7 @@ class PoorFitError(RuntimeError):
 
 def fit_step(config: PipelineConfig, chain: Chain, round_: int, out: Path) -> dict[str, Any] | None:
     """The round's fit report (printed; flagged before any rollout); PoorFitError when the gate is 'stop'."""
-    from ..fit_report import read_fit_report
+    from ..training.fit_report import read_fit_report
 
     report = read_fit_report(chain.checkpoint_dir(out, round_))
     if report is None:
@@ -219,11 +222,12 @@ def exploration_of(config: PipelineConfig) -> Exploration:
 
 
 
-def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str, checkpoint: str,
-                 states: RunStates, progress: bool = True, fit: dict[str, Any] | None = None) -> StepOutcome:
-    """Roll round r's policy out: 'eval' (held-out states, no exploration), 'collect' (collection states, no
-    exploration) or 'explore' (collection states, SIME exploration)."""
-    from ..rollout import collect_rollouts
+def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str,
+                 policy: "PolicyHandle | str", states: RunStates, progress: bool = True,
+                 fit: dict[str, Any] | None = None) -> StepOutcome:
+    """Roll round r's policy (a loaded handle or its checkpoint) out: 'eval' (held-out states, no exploration),
+    'collect' (collection states, no exploration) or 'explore' (collection states, SIME exploration)."""
+    from ..collect.rollouts import collect_rollouts
 
     name = chain.rollout_version(kind, round_)
     if store.has_version(name):
@@ -234,7 +238,7 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
     where = "held-out evaluation states" if kind == "eval" and config.held_out else "collection states"
     noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else ""
     say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
-    result = collect_rollouts(store, checkpoint, task=config.task, init_states=list(chosen), trials=trials,
+    result = collect_rollouts(store, policy, task=config.task, init_states=list(chosen), trials=trials,
                               exploration=exploration, seed=chain.seed, workers=config.workers, round=round_,
                               branch=None if round_ == 0 else chain.branch, version=name,
                               max_steps=config.evaluation_max_steps if kind == "eval" else config.max_steps,
@@ -262,7 +266,7 @@ def select_step(store: "Store", config: PipelineConfig, chain: Chain, round_: in
         return StepOutcome("select", name, ran=False)
     replacements, extra = None, {"pipeline": config.identity()}
     if config.smooth:
-        from ..smoothing import smooth_and_replay
+        from ..collect.smoothing import smooth_and_replay
 
         chosen = select(store, source, config.rule, config.threshold, chain.seed)
         smoothed = smooth_and_replay(store, config.task, chosen.episode_ids, progress=progress)

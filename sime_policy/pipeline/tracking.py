@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..fit_report import read_fit_report
-from ..paired_stats import p_clause
-from ..rollout_report import binomial_stderr
-from ..tracking import Tracker, make_tracker, scalar_items
+from ..collect.rollout_report import binomial_stderr
+from ..training.fit_report import read_fit_report
+from ..training.tracking import Tracker, make_tracker, scalar_items
 from .config import BRANCHES, PipelineConfig
 from .names import Chain
+from .paired_stats import p_clause
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store

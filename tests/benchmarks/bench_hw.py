@@ -59,9 +59,9 @@ def make_policy(rig: Rig, preset: str = "lift_lowdim_cpu", **overrides):
     """A random policy over the rig's tcp_pose and gripper_width whose actions stay near the start pose."""
     import torch
 
-    from sime_policy.config import get_preset
-    from sime_policy.normalizer import Normalizer
-    from sime_policy.policy import DiffusionPolicy, ObsSpec
+    from sime_policy.policy.config import get_preset
+    from sime_policy.policy.normalizer import Normalizer
+    from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec
 
     config = get_preset(preset).with_overrides(obs_keys=("obs/tcp_pose", "obs/gripper_width"), **overrides).policy
     obs = rig.observe().obs

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_util import Row, bench_arg_parser, median, new_figure, output_dir, plot_ratios, report, save_figure, time_calls  # noqa: E402
 
-from sime_policy.config import get_preset  # noqa: E402
-from sime_policy.exploration import Exploration  # noqa: E402
-from sime_policy.normalizer import Normalizer  # noqa: E402
-from sime_policy.policy import DiffusionPolicy, ObsSpec  # noqa: E402
+from sime_policy.policy.config import get_preset  # noqa: E402
+from sime_policy.policy.exploration import Exploration  # noqa: E402
+from sime_policy.policy.normalizer import Normalizer  # noqa: E402
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec  # noqa: E402
 
 LOWDIM_SIZES = {"obs/object": 10, "obs/robot0_eef_pos": 3, "obs/robot0_eef_quat": 4, "obs/robot0_gripper_qpos": 2}
 ACTION_DIM = 10

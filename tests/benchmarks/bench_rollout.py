@@ -28,13 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_util import Row, bench_arg_parser, median, output_dir, report, time_calls  # noqa: E402
 
 import sime_data  # noqa: E402
-from sime_policy.config import get_preset  # noqa: E402
+from sime_policy.policy.config import get_preset  # noqa: E402
 from sime_policy.envs import SimEnv, init_state_id  # noqa: E402
-from sime_policy.exploration import NO_EXPLORATION, Exploration  # noqa: E402
-from sime_policy.normalizer import Normalizer  # noqa: E402
+from sime_policy.policy.exploration import NO_EXPLORATION, Exploration  # noqa: E402
+from sime_policy.policy.normalizer import Normalizer  # noqa: E402
 from sime_policy.pipeline.config import QUICK_POLICY  # noqa: E402
-from sime_policy.policy import DiffusionPolicy, ObsSpec  # noqa: E402
-from sime_policy.rollout import Item, collect_rollouts, episode_seed, run_batched, run_episode  # noqa: E402
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec  # noqa: E402
+from sime_policy.collect.batched import Item, run_batched, run_episode  # noqa: E402
+from sime_policy.collect.rollouts import collect_rollouts  # noqa: E402
+from sime_policy.collect.seeding import episode_seed  # noqa: E402
 
 TASK = "lift"
 

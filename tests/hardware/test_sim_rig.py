@@ -154,8 +154,8 @@ def test_cameras_record_color_and_depth(tmp_path: Path) -> None:
 def checkpoint(demos, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A tiny policy trained for a few steps on the teleoperated demos (tcp pose + gripper width in)."""
     pytest.importorskip("diffusers")
-    from sime_policy.config import get_preset
-    from sime_policy.trainer import train
+    from sime_policy.policy.config import get_preset
+    from sime_policy.training.trainer import train
 
     store, _, _ = demos
     config = get_preset("lift_lowdim_cpu").with_overrides(

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sime_policy.config import ExperimentConfig
-from sime_policy.trainer import StepInfo, train
+from sime_policy.policy.config import ExperimentConfig
+from sime_policy.training.trainer import StepInfo, train
 
 
 def main(store: str, version: str, config_path: str, out_dir: str, record_dir: str) -> None:

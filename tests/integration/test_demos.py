@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("robosuite")
 
 import sime_data
-from sime_policy.demos import core_indices, demo_version_names, record_demos
+from sime_policy.collect.demos import core_indices, demo_version_names, record_demos
 from sime_policy.envs import SimEnv, init_state_id
 from sime_policy.experts import make_expert
 

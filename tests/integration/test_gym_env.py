@@ -14,14 +14,15 @@ gymnasium = pytest.importorskip("gymnasium")
 import torch  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from sime_policy.config import get_preset  # noqa: E402
+from sime_policy.policy.config import get_preset  # noqa: E402
 from sime_policy.envs import SimEnv, init_state_id  # noqa: E402
 from sime_policy.envs.gym_env import SimeGymEnv, env_id, make_env  # noqa: E402
 from sime_policy.experts import make_expert  # noqa: E402
-from sime_policy.exploration import Exploration  # noqa: E402
-from sime_policy.normalizer import Normalizer  # noqa: E402
-from sime_policy.policy import DiffusionPolicy, ObsSpec  # noqa: E402
-from sime_policy.rollout import Item, episode_seed, run_batched  # noqa: E402
+from sime_policy.policy.exploration import Exploration  # noqa: E402
+from sime_policy.policy.normalizer import Normalizer  # noqa: E402
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec  # noqa: E402
+from sime_policy.collect.batched import Item, run_batched  # noqa: E402
+from sime_policy.collect.seeding import episode_seed  # noqa: E402
 
 HORIZON = 50  # the scripted expert lifts the cube in about 37 steps
 LOWDIM = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,), "object": (10,)}

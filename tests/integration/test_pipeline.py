@@ -191,7 +191,7 @@ def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
     store = sime_data.open_store(store_path, create=True)
     config = TINY.with_updates(rounds=1)
     # fake a finished selection of this run made with another threshold
-    from sime_policy.demos import record_demos
+    from sime_policy.collect.demos import record_demos
 
     record_demos(store, "lift", 5, progress=False)
     store.create_version("lift/sime/tiny/seed7/sime/round1", store.version("lift/core_5").episode_ids,
@@ -249,7 +249,7 @@ def test_curate_pauses_until_the_trimmed_version_exists(tmp_path: Path) -> None:
     second = subprocess.run(_cli(store_path, out, config, "--curate", "--parallel", "2", "--smooth"),
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
-    from sime_policy.checkpoint import checkpoint_info
+    from sime_policy.training.checkpoint import checkpoint_info
 
     info = checkpoint_info(sime.checkpoint_dir(out, 1) / "final.ckpt")
     assert info["data"]["version"] == sime.curated_version(1)

@@ -15,7 +15,7 @@ import sime_data
 from sime_data.errors import ImportFormatError, VersionExistsError
 from sime_policy.envs import SimEnv, rotations
 from sime_policy.envs.wrapper import _quiet_robosuite
-from sime_policy.robomimic_demos import DELTA_KEY, delta_scaling, import_robomimic_demos
+from sime_policy.collect.robomimic_demos import DELTA_KEY, delta_scaling, import_robomimic_demos
 
 N_DEMOS = 3
 STEPS = 40

@@ -14,17 +14,19 @@ pytest.importorskip("diffusers")
 
 import sime_data  # noqa: E402
 from sime_data.errors import VersionExistsError  # noqa: E402
-from sime_policy import rollout as rollout_module  # noqa: E402
+from sime_policy.collect import rollouts as rollout_module  # noqa: E402
 from sime_policy.cli import main  # noqa: E402
-from sime_policy.config import get_preset  # noqa: E402
-from sime_policy.demos import record_demos  # noqa: E402
+from sime_policy.policy.config import get_preset  # noqa: E402
+from sime_policy.collect.demos import record_demos  # noqa: E402
 from sime_policy.envs import SimEnv  # noqa: E402
-from sime_policy.exploration import Exploration  # noqa: E402
-from sime_policy.normalizer import Normalizer  # noqa: E402
-from sime_policy.policy import DiffusionPolicy, ObsSpec, PolicyInputError  # noqa: E402
-from sime_policy.rollout import collect_rollouts, episode_seed  # noqa: E402
-from sime_policy.rollout_report import binomial_stderr, summarize  # noqa: E402
-from sime_policy.trainer import train  # noqa: E402
+from sime_policy.policy.exploration import Exploration  # noqa: E402
+from sime_policy.policy.normalizer import Normalizer  # noqa: E402
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec, PolicyInputError  # noqa: E402
+from sime_policy.collect.batched import _Slot  # noqa: E402
+from sime_policy.collect.rollouts import collect_rollouts  # noqa: E402
+from sime_policy.collect.seeding import episode_seed  # noqa: E402
+from sime_policy.collect.rollout_report import binomial_stderr, summarize  # noqa: E402
+from sime_policy.training.trainer import train  # noqa: E402
 
 K, N, MAX_STEPS, SEED = 3, 2, 30, 233
 EXPLORE = Exploration("sime", noise_scale=0.1, tau1=0.0, tau2=1.0)
@@ -131,7 +133,7 @@ def test_rerun_with_same_arguments_adds_nothing(trained, collected) -> None:
 
 def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -> None:
     store, ckpt, _ = trained
-    real = rollout_module._Slot.start
+    real = _Slot.start
     calls = {"n": 0}
 
     def interrupted(self, item):
@@ -140,10 +142,10 @@ def test_interrupted_collection_resumes_where_it_stopped(trained, monkeypatch) -
             raise KeyboardInterrupt  # Ctrl-C as the third episode starts
         return real(self, item)
 
-    monkeypatch.setattr(rollout_module._Slot, "start", interrupted)
+    monkeypatch.setattr(_Slot, "start", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _collect(store, ckpt, seed=7, envs=1)
-    monkeypatch.setattr(rollout_module._Slot, "start", real)
+    monkeypatch.setattr(_Slot, "start", real)
     partial = store.episodes(where="source = 'rollout' AND seed IS NOT NULL AND meta->>'collection_seed' = '7'")
     assert len(partial) == 2  # the two finished episodes are kept; the in-flight one is lost
     name = f"lift/rollouts/{trained[2]}/sime/seed7"

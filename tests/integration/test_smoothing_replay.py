@@ -7,7 +7,7 @@ import pytest
 
 import sime_data
 from sime_data.selection import create_selection_version
-from sime_policy.smoothing import (SMOOTHED_SOURCE, SMOOTHED_TAG, SmoothingSettings, gripper_flips,
+from sime_policy.collect.smoothing import (SMOOTHED_SOURCE, SMOOTHED_TAG, SmoothingSettings, gripper_flips,
                                    smooth_and_replay)
 
 pytest.importorskip("robosuite")
@@ -31,7 +31,7 @@ def _record(store, env, state, actions, **meta):
 @pytest.fixture(scope="module")
 def chattering_store(tmp_path_factory):
     """A store with one scripted demo and a rollout of the same state whose commands chatter but succeed."""
-    from sime_policy.demos import record_demos
+    from sime_policy.collect.demos import record_demos
     from sime_policy.envs import SimEnv
 
     store = sime_data.init_store(tmp_path_factory.mktemp("smooth") / "store")

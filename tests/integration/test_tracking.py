@@ -20,12 +20,12 @@ import torch
 
 import sime_data
 from sime_policy import cli
-from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
-from sime_policy.fit_report import FitReport
+from sime_policy.policy.config import ExperimentConfig, PolicyConfig, TrainConfig
+from sime_policy.training.fit_report import FitReport
 from sime_policy.pipeline import PipelineConfig, build_report
 from sime_policy.pipeline.names import Chain
-from sime_policy.tracking import TrackingError, check_track_spec, make_tracker, parse_track_spec
-from sime_policy.trainer import train
+from sime_policy.training.tracking import TrackingError, check_track_spec, make_tracker, parse_track_spec
+from sime_policy.training.trainer import train
 
 EventAccumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 pytest.importorskip("wandb")
@@ -241,7 +241,7 @@ def test_unknown_backend_or_missing_package_is_refused_before_any_work(toy, tmp_
     assert args.track == "wandb"
     assert parse_track_spec(" WandB , tensorboard,wandb ") == ("tensorboard", "wandb")
     assert check_track_spec("") == check_track_spec(None) == "none"
-    monkeypatch.setitem(__import__("sime_policy.tracking").tracking._REQUIRES, "wandb", ("sime_no_such_module",))
+    monkeypatch.setitem(__import__("sime_policy.training.tracking").training.tracking._REQUIRES, "wandb", ("sime_no_such_module",))
     with pytest.raises(TrackingError, match=r'pip install -e "\.\[track\]"'):
         check_track_spec("wandb")
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import sime_data
-from sime_policy.checkpoint import load_checkpoint, load_policy
-from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
+from sime_policy.training.checkpoint import load_checkpoint, load_policy, load_policy_and_info
+from sime_policy.policy.config import ExperimentConfig, PolicyConfig, TrainConfig
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -119,13 +119,13 @@ def test_cli_subprocess_stop_and_resume(tmp_path):
                             timeout=120)  # no --config: the checkpoint's own
     assert second.returncode == 0, second.stderr
     assert "trained 8 steps" in second.stdout
-    policy = load_policy(out)
-    assert policy.checkpoint_info["step"] == 8
+    policy, info = load_policy_and_info(out)
+    assert info.step == 8
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_train_on_cuda(tmp_path):
-    from sime_policy.trainer import train
+    from sime_policy.training.trainer import train
 
     store = make_store(tmp_path / "store")
     config = ExperimentConfig.from_dict(json.loads(write_config(tmp_path / "c.json").read_text()))

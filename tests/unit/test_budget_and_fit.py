@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from sime_policy.budget import resolve_steps
-from sime_policy.checkpoint import IncompatibleCheckpointError, checkpoint_info, load_policy
-from sime_policy.fit_report import FitThresholds, arm_errors, judge, read_fit_report
-from sime_policy.trainer import train
+from sime_policy.training.budget import resolve_steps
+from sime_policy.training.checkpoint import IncompatibleCheckpointError, checkpoint_info, load_policy
+from sime_policy.training.fit_report import FitThresholds, arm_errors, judge, read_fit_report
+from sime_policy.training.trainer import train
 
 from test_trainer import make_store, one_thread, tiny_config  # noqa: F401  (same directory; one_thread: autouse)
 

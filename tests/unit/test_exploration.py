@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sime_policy.config import PolicyConfig
-from sime_policy.exploration import Exploration
-from sime_policy.normalizer import Normalizer
-from sime_policy.policy import DiffusionPolicy, ObsSpec
+from sime_policy.policy.config import PolicyConfig
+from sime_policy.policy.exploration import Exploration
+from sime_policy.policy.normalizer import Normalizer
+from sime_policy.policy.diffusion import DiffusionPolicy, ObsSpec
 
 
 def make_policy(image: bool = False, num_inference_steps: int = 10) -> DiffusionPolicy:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sime_policy.paired_stats import (binomial_interval, compare_outcomes, compare_paired, format_p,
+from sime_policy.pipeline.paired_stats import (binomial_interval, compare_outcomes, compare_paired, format_p,
                                       mcnemar_exact_p)
 
 
@@ -71,7 +71,7 @@ def test_wilson_interval_and_p_formatting() -> None:
 
 
 def test_p_clause_reads_as_prose() -> None:
-    from sime_policy.paired_stats import p_clause
+    from sime_policy.pipeline.paired_stats import p_clause
 
     assert p_clause(0.6719) == "p = 0.672"
     assert p_clause(0.00001) == "p < 0.001"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sime_policy.smoothing import SmoothingSettings, gripper_flips, smooth_actions
+from sime_policy.collect.smoothing import SmoothingSettings, gripper_flips, smooth_actions
 
 
 def one_arm(t: int) -> np.ndarray:

@@ -15,12 +15,13 @@ import torch
 import sime_data
 from sime_data.errors import EmptyVersionError, VersionNotFoundError
 from sime_policy import cli
-from sime_policy.checkpoint import (CheckpointError, IncompatibleCheckpointError, checkpoint_info, load_checkpoint,
-                                    load_policy)
-from sime_policy.config import ExperimentConfig, PolicyConfig, TrainConfig
-from sime_policy.ema import EMAModel
-from sime_policy.policy import DiffusionPolicy, PolicyInputError
-from sime_policy.trainer import CosineWarmup, draw_batch_indices, make_lr_scheduler, resolve_device, train
+from sime_policy.training.checkpoint import (CheckpointError, IncompatibleCheckpointError, checkpoint_info, load_checkpoint,
+                                    load_policy, load_policy_and_info)
+from sime_policy.policy.config import ExperimentConfig, PolicyConfig, TrainConfig
+from sime_policy.training.ema import EMAModel
+from sime_policy.policy.diffusion import DiffusionPolicy, PolicyInputError
+from sime_policy.training.lr_schedule import CosineWarmup, make_lr_scheduler
+from sime_policy.training.trainer import draw_batch_indices, resolve_device, train
 
 GOALS = (-0.8, -0.3, 0.3, 0.8, -0.55, 0.55)
 
@@ -188,11 +189,11 @@ def test_load_policy_from_checkpoint_alone(tmp_path):
     obs, _ = toy_episode(0.3, 20)
     history = {"obs/pos": obs[3:5], "obs/goal": np.full((2, 1), 0.3, np.float32)}
     for use_ema, reference in ((True, result.ema_policy), (False, result.policy)):
-        policy = load_policy(tmp_path / "run", use_ema=use_ema)
+        policy, info = load_policy_and_info(tmp_path / "run", use_ema=use_ema)
         assert isinstance(policy, DiffusionPolicy) and not policy.training
         assert state_equal(policy.state_dict(), reference.state_dict())
         np.testing.assert_array_equal(policy.predict(history, seed=1), reference.predict(history, seed=1))
-        assert policy.checkpoint_info["version"] == "v1" and policy.checkpoint_info["step"] == 20
+        assert info.version == "v1" and info.step == 20
 
 
 def test_frame_weights_reach_the_loss(toy_store, tmp_path, monkeypatch):

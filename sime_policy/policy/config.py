@@ -57,7 +57,7 @@ class TrainConfig:
     """Optimisation, EMA, validation and checkpointing settings."""
 
     steps: int = 100_000               # fixed budget, used when `epochs` is None
-    epochs: float | None = None        # data-scaled budget: passes over the training windows (see budget.py)
+    epochs: float | None = None        # data-scaled budget: passes over the training windows (see training/budget.py)
     min_steps: int = 0                 # floor of the data-scaled budget
     step_cap: int | None = None        # cap of the data-scaled budget
     batch_size: int = 256

@@ -10,10 +10,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from ..models import ConditionalUnet1D, ObservationEncoder
 from .config import PolicyConfig
 from .exploration import NO_EXPLORATION, Exploration, Generators, gaussian
-from .models import ConditionalUnet1D, ObservationEncoder
-from .normalizer import Normalizer, fit_normalizer
+from .normalizer import Normalizer
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,33 @@ class ObsSpec:
 
 class PolicyInputError(ValueError):
     """Observations or data that do not match what the policy was built for."""
+
+
+@dataclass(frozen=True)
+class PolicyShapes:
+    """What a policy is built for besides its config: the action size and each observation's spec."""
+
+    action_dim: int
+    obs_specs: Mapping[str, ObsSpec]
+
+    @classmethod
+    def from_key_specs(cls, specs: Mapping[str, Any], config: PolicyConfig, source: str = "the data") -> "PolicyShapes":
+        """Shapes from per-key array specs (anything with .shape and .dtype); PolicyInputError if keys are missing."""
+        needed = [*config.obs_keys, config.action_key]
+        missing = [k for k in needed if k not in specs]
+        if missing:
+            raise PolicyInputError(
+                f"{source} lacks key(s) {missing} that the config needs; it has {sorted(specs)}. "
+                "Pick a config whose obs_keys match the data (or record the missing observations)."
+            )
+        if len(specs[config.action_key].shape) != 1:
+            raise PolicyInputError(f"actions must be vectors per step, got shape {specs[config.action_key].shape}")
+        obs_specs = {k: ObsSpec(tuple(specs[k].shape), specs[k].dtype) for k in config.obs_keys}
+        return cls(int(specs[config.action_key].shape[0]), obs_specs)
+
+    def lowdim_keys(self) -> list[str]:
+        """Observation keys that are not camera images, in config order."""
+        return [k for k, s in self.obs_specs.items() if not s.is_image]
 
 
 class DiffusionPolicy(nn.Module):
@@ -76,27 +103,7 @@ class DiffusionPolicy(nn.Module):
             clip_sample=config.clip_sample, prediction_type=config.prediction_type,
         )
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_version(cls, store: Any, version: str, config: PolicyConfig) -> "DiffusionPolicy":
-        """Build a policy for a store version: shapes from its arrays, normaliser fitted on its frames."""
-        from sime_data.sampler import version_key_specs
-
-        specs = version_key_specs(store, version)
-        needed = [*config.obs_keys, config.action_key]
-        missing = [k for k in needed if k not in specs]
-        if missing:
-            raise PolicyInputError(
-                f"version {version!r} lacks key(s) {missing} that the config needs; it has {sorted(specs)}. "
-                "Pick a config whose obs_keys match the data (or record the missing observations)."
-            )
-        if len(specs[config.action_key].shape) != 1:
-            raise PolicyInputError(f"actions must be vectors per step, got shape {specs[config.action_key].shape}")
-        obs_specs = {k: ObsSpec(tuple(specs[k].shape), specs[k].dtype) for k in config.obs_keys}
-        lowdim = [k for k, s in obs_specs.items() if not s.is_image]
-        normalizer = fit_normalizer(store, version, [config.action_key, *lowdim])
-        return cls(config, specs[config.action_key].shape[0], obs_specs, normalizer)
-
+    # ------------------------------------------------------------------ identity
     def signature(self) -> dict[str, Any]:
         """What a checkpoint must match to be loaded into this policy (keys, shapes, action size)."""
         return {"action_dim": self.action_dim,
@@ -295,6 +302,11 @@ class DiffusionPolicy(nn.Module):
             generator = torch.Generator(device=cond.device).manual_seed(int(seed))
             explore_generator = torch.Generator(device=cond.device).manual_seed(int(seed) + 7919)
         return self.sample(cond, exploration, generator, explore_generator, return_intermediates)
+
+
+def make_policy(config: PolicyConfig, normalizer: Normalizer, shapes: PolicyShapes) -> DiffusionPolicy:
+    """A freshly initialised DiffusionPolicy for a config, a fitted normaliser and the data's shapes."""
+    return DiffusionPolicy(config, shapes.action_dim, shapes.obs_specs, normalizer)
 
 
 def _lane_group(obs: Mapping[str, Any], seeds: Sequence[int] | None, lo: int, lanes: int,

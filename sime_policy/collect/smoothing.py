@@ -166,7 +166,7 @@ def smooth_and_replay(store: "Store", task: str, episode_ids: Iterable[str],
     Rerunning with the same episodes and settings reuses the replays already stored (a failed replay is
     stored too, with success False, so that it is not retried).
     """
-    from .envs import SimEnv
+    from ..envs import SimEnv
 
     ids = list(episode_ids)
     result = SmoothingResult(settings=settings)

@@ -16,6 +16,8 @@ import json
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -23,8 +25,9 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from .config import ExperimentConfig, PolicyConfig
-from .normalizer import Normalizer
+from ..policy.config import ExperimentConfig, PolicyConfig
+from ..policy.diffusion import DiffusionPolicy, ObsSpec
+from ..policy.normalizer import Normalizer
 
 FORMAT = "sime-policy-checkpoint"
 FORMAT_VERSION = 1
@@ -78,6 +81,60 @@ def checkpoint_id(config: Mapping[str, Any], version: str, version_created_at: s
         identity["init_from"] = init_from
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------- the schema of a training checkpoint
+def absolute_location(location: str) -> str:
+    """Local store paths made absolute (for lineage); URLs unchanged."""
+    return location if "://" in location else os.path.abspath(location)
+
+
+@dataclass(frozen=True)
+class TrainingLineage:
+    """What a checkpoint records about its training data (its ``data`` entry)."""
+
+    store: str
+    version: str
+    version_created_at: str | None
+    n_episodes: int
+    n_frames: int
+    parents: list[str]
+    train_episodes: list[str]
+    val_episodes: list[str]
+    frame_weights: bool
+    init_from: str | None
+    budget: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``data`` entry of the checkpoint dict."""
+        return dataclasses.asdict(self)
+
+
+def training_checkpoint(*, checkpoint_id: str, step: int, total_steps: int, world_size: int, policy: DiffusionPolicy,
+                        ema: Mapping[str, Any] | None, optimizer: Mapping[str, Any], lr_scheduler: Mapping[str, Any],
+                        rng: Mapping[str, Any], config: Mapping[str, Any], lineage: TrainingLineage,
+                        losses: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict of a training state (format FORMAT / FORMAT_VERSION, see the module docstring)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "checkpoint_id": checkpoint_id,
+        "step": step,
+        "total_steps": total_steps,
+        "world_size": world_size,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "model": policy.state_dict(),
+        "ema": ema,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler,
+        "rng": rng,
+        "config": config,
+        "normalizer": policy.normalizer.stats(),
+        "signature": policy.signature(),
+        "data": lineage.to_dict(),
+        "code": code_version(),
+        "losses": losses,
+    }
 
 
 # ---------------------------------------------------------------------- writing and reading
@@ -234,10 +291,37 @@ def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], what: str
 
 
 # ---------------------------------------------------------------------- rebuilding a policy
-def policy_from_checkpoint(ckpt: Mapping[str, Any], *, use_ema: bool = True):
-    """Rebuild the DiffusionPolicy a checkpoint dict describes (EMA weights when present and asked for)."""
-    from .policy import DiffusionPolicy, ObsSpec
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Lineage of a policy loaded from a checkpoint: its id, file, step, weights and training data."""
 
+    checkpoint_id: str
+    path: str | None = None
+    step: int | None = None
+    weights: str = "ema"  # 'ema' or 'model': which weights were loaded
+    task: str | None = None
+    store: str | None = None
+    version: str | None = None
+    version_created_at: str | None = None
+
+    @property
+    def use_ema(self) -> bool:
+        """True when the EMA weights were loaded."""
+        return self.weights == "ema"
+
+    @classmethod
+    def of(cls, ckpt: Mapping[str, Any], weights: str) -> "CheckpointInfo":
+        """The lineage a checkpoint dict records, for the given loaded weights."""
+        data = ckpt.get("data") or {}
+        step = ckpt.get("step")
+        return cls(checkpoint_id=str(ckpt.get("checkpoint_id")), path=ckpt.get("path"),
+                   step=None if step is None else int(step), weights=weights,
+                   task=(ckpt.get("config") or {}).get("task"), store=data.get("store"), version=data.get("version"),
+                   version_created_at=data.get("version_created_at"))
+
+
+def policy_from_checkpoint(ckpt: Mapping[str, Any], *, use_ema: bool = True) -> tuple[DiffusionPolicy, CheckpointInfo]:
+    """The DiffusionPolicy a checkpoint dict describes (EMA weights when present and asked for) and its lineage."""
     config = ExperimentConfig.from_dict(ckpt["config"])
     signature = ckpt["signature"]
     obs_specs = {k: ObsSpec(tuple(int(x) for x in shape), str(dtype)) for k, (shape, dtype) in
@@ -248,16 +332,20 @@ def policy_from_checkpoint(ckpt: Mapping[str, Any], *, use_ema: bool = True):
         load_weights(policy, ema["averaged"], "EMA")
     else:
         load_weights(policy, ckpt["model"], "model")
-    policy.checkpoint_info = {"checkpoint_id": ckpt.get("checkpoint_id"), "path": ckpt.get("path"),
-                              "step": ckpt.get("step"), "weights": "ema" if use_ema and ema is not None else "model",
-                              **{k: ckpt["data"].get(k) for k in ("store", "version", "version_created_at")}}
-    return policy
+    return policy, CheckpointInfo.of(ckpt, "ema" if use_ema and ema is not None else "model")
 
 
-def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu", use_ema: bool = True):
-    """DiffusionPolicy from a checkpoint file or run directory alone (no store needed), in eval mode."""
+def load_policy_and_info(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                         use_ema: bool = True) -> tuple[DiffusionPolicy, CheckpointInfo]:
+    """DiffusionPolicy (eval mode) from a checkpoint file or run directory alone, and its lineage."""
     ckpt = load_checkpoint(path, map_location=map_location)
-    policy = policy_from_checkpoint(ckpt, use_ema=use_ema)
+    policy, info = policy_from_checkpoint(ckpt, use_ema=use_ema)
     policy.to(map_location)
     policy.eval()
-    return policy
+    return policy, info
+
+
+def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                use_ema: bool = True) -> DiffusionPolicy:
+    """DiffusionPolicy from a checkpoint file or run directory alone (no store needed), in eval mode."""
+    return load_policy_and_info(path, map_location, use_ema)[0]

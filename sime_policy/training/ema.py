@@ -48,12 +48,18 @@ class EMAModel:
         """Fold the model's current weights into the average (call once after every optimiser step)."""
         self.decay = self.get_decay(self.optimization_step)
         ema_params = dict(self.averaged.named_parameters())
+        averaged: list[torch.Tensor] = []
+        trained: list[torch.Tensor] = []
         for name, param in model.named_parameters():
             target = ema_params[name]
             if param.requires_grad:
-                target.mul_(self.decay).add_(param.detach().to(target.dtype), alpha=1.0 - self.decay)
+                averaged.append(target)
+                trained.append(param.detach().to(target.dtype))
             else:
                 target.copy_(param.detach())
+        if averaged:  # one multi-tensor op each instead of two per parameter (same elementwise arithmetic)
+            torch._foreach_mul_(averaged, self.decay)
+            torch._foreach_add_(averaged, trained, alpha=1.0 - self.decay)
         ema_buffers = dict(self.averaged.named_buffers())
         for name, buffer in model.named_buffers():
             ema_buffers[name].copy_(buffer)

@@ -10,13 +10,14 @@ import numpy as np
 
 from sime_data.errors import VersionExistsError
 
-from .envs import SimEnv, get_task, init_state_id
-from .experts import EXPERT_CONFIGS, make_expert
+from ..envs import SimEnv, get_task, init_state_id
+from ..experts import EXPERT_CONFIGS, make_expert
+from .episode import run_controlled_episode
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import EpisodeWriter, Store
 
-    from .experts import PickPlaceExpert
+    from ..experts import PickPlaceExpert
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +110,8 @@ def record_demos(store: Store, task: str, n: int, *, seed: int = 0, noise_std: f
 
 def _run_episode(env: SimEnv, expert: PickPlaceExpert, state: np.ndarray, writer: EpisodeWriter) -> tuple[bool, int]:
     """Run the expert from `state`, adding every step to the writer; returns (success, steps)."""
-    obs = env.reset_to(state)
-    expert.reset()
-    info: dict = {"success": False}
-    for t in range(env.horizon):
-        sim_state = env.get_state()
-        action = expert.act(obs)
-        next_obs, reward, done, info = env.step(action)
+
+    def add(obs: dict[str, np.ndarray], action: np.ndarray, reward: float, done: bool, sim_state: np.ndarray | None) -> None:
         writer.add_step(obs=obs, action=action, reward=reward, done=done, state=sim_state)
-        obs = next_obs
-        if done:
-            return bool(info["success"]), t + 1
-    return bool(info["success"]), env.horizon
+
+    return run_controlled_episode(env, state, expert, add)

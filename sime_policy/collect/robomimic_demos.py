@@ -33,7 +33,7 @@ from sime_data.robomimic_reader import inspect_file as _inspect_file, open_h5 as
 from sime_data.versions import check_names_free
 
 from .demos import CORE_SIZES, core_indices, demo_version_names
-from .envs import SimEnv, get_task, init_state_id, rotations
+from ..envs import SimEnv, get_task, init_state_id, rotations
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import EpisodeWriter, Store

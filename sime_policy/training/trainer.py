@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -26,14 +25,19 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, check_compatible, checkpoint_id, code_version,
-                         config_differences, load_checkpoint, load_weights, save_checkpoint, signature_differences)
+from ..policy.config import ExperimentConfig
+from ..policy.diffusion import DiffusionPolicy, make_policy
 from .budget import BudgetDecision, resolve_steps
-from .devices import resolve_device  # noqa: F401 - part of the trainer's API
-from .config import ExperimentConfig
+from .checkpoint import (FINAL, LATEST, IncompatibleCheckpointError, TrainingLineage, absolute_location,
+                         check_compatible, checkpoint_id, config_differences, load_checkpoint, load_weights,
+                         save_checkpoint, signature_differences, training_checkpoint)
+from .data import load_training_data
+from .devices import resolve_device
+from .distributed import DistContext, init_distributed, reduce_mean
 from .ema import EMAModel
 from .fit_report import FitReport, FitThresholds, fit_report
-from .policy import DiffusionPolicy
+from .lr_schedule import make_lr_scheduler
+from .rng_state import capture_rng_state, restore_rng_state
 from .tracking import NullTracker, Tracker
 from .train_log import CSV_NAME, JSON_NAME, PLOT_NAME, LossHistory
 
@@ -98,62 +102,7 @@ class TrainResult:
         return self.ema_policy if self.ema_policy is not None else self.policy
 
 
-class CosineWarmup:
-    """LR multiplier: linear warm-up from 0 over ``warmup_steps``, then half a cosine down to 0 at ``total_steps``."""
-
-    def __init__(self, warmup_steps: int, total_steps: int) -> None:
-        self.warmup_steps = max(0, int(warmup_steps))
-        self.total_steps = max(1, int(total_steps))
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return float(step) / float(max(1, self.warmup_steps))
-        progress = (step - self.warmup_steps) / float(max(1, self.total_steps - self.warmup_steps))
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-
-def make_lr_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int,
-                      total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR with linear warm-up and cosine decay (the schedule itself is not saved in its state_dict)."""
-    schedule = CosineWarmup(warmup_steps, total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
-
-
-# ---------------------------------------------------------------------- distributed helpers
-@dataclass(frozen=True)
-class DistContext:
-    """Rank, world size and local rank of this process (from torchrun's environment variables)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> "DistContext":
-        """Read RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process)."""
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        return cls(rank, world, int(os.environ.get("LOCAL_RANK", str(rank))))
-
-    @property
-    def is_main(self) -> bool:
-        """True on the process that writes files (rank 0)."""
-        return self.rank == 0
-
-
-def _init_distributed(ctx: DistContext, device: torch.device) -> bool:
-    """Join the process group when running under torchrun; True if this call created it."""
-    if ctx.world_size <= 1 or dist.is_initialized():
-        return False
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=ctx.rank,
-                            world_size=ctx.world_size)
-    return True
-
-
+# ---------------------------------------------------------------------- batches and step seeds
 def draw_batch_indices(rng: np.random.Generator, n_windows: int, batch_size: int, world_size: int = 1) -> np.ndarray:
     """(world_size, batch_size) window indices; rows are disjoint whenever n_windows >= batch_size * world_size."""
     total = batch_size * world_size
@@ -171,44 +120,10 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return int(state[0]) >> 1
 
 
-def _absolute_location(location: str) -> str:
-    """Local store paths made absolute (for lineage); URLs unchanged."""
-    return location if "://" in location else os.path.abspath(location)
-
-
 def _to_device(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     from sime_data.torch_dataset import to_tensors
 
     return {k: v.to(device, non_blocking=True) for k, v in to_tensors(batch).items()}
-
-
-# ---------------------------------------------------------------------- RNG state
-def _rng_state(batch_rng: np.random.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": cuda,
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-        "batch": batch_rng.bit_generator.state,
-    }
-
-
-def _restore_rng(state: Mapping[str, Any], batch_rng: np.random.Generator) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-        except (RuntimeError, IndexError):
-            log.warning("could not restore CUDA RNG states (different GPU count); continuing")
-    n = state["numpy"]
-    keys = n["keys"].cpu().numpy().astype(np.uint32)
-    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    batch_rng.bit_generator.state = state["batch"]
 
 
 # ---------------------------------------------------------------------- the run
@@ -217,8 +132,6 @@ class _Run:
 
     def __init__(self, store: Any, version: str, config: ExperimentConfig, out_dir: Path, *, ctx: DistContext,
                  device: torch.device, frame_weights: Mapping[str, Any] | None) -> None:
-        from sime_data.sampler import split_episodes
-
         self.store, self.config, self.out_dir, self.ctx, self.device = store, config, out_dir, ctx, device
         self.tc = config.train
         self.ver = store.version(version)
@@ -226,10 +139,12 @@ class _Run:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.tc.steps}, {self.tc.batch_size}")
         if self.tc.epochs is not None and self.tc.epochs <= 0:
             raise ValueError(f"epochs must be positive (or None for the fixed step count), got {self.tc.epochs}")
+        data = load_training_data(store, self.ver, config.policy, self.tc.val_ratio, self.tc.seed)
+        normalizer = data.normalizer(config.policy)
         torch.manual_seed(self.tc.seed)
-        self.policy = DiffusionPolicy.from_version(store, self.ver.name, config.policy).to(device)
-        self.train_ids, self.val_ids = split_episodes(self.ver.episode_ids, self.tc.val_ratio, self.tc.seed)
-        self.train_sampler, self.val_sampler = self._samplers(frame_weights)
+        self.policy = make_policy(config.policy, normalizer, data.shapes).to(device)
+        self.train_ids, self.val_ids = data.train_ids, data.val_ids
+        self.train_sampler, self.val_sampler = data.samplers(config.policy, frame_weights, self.tc.val_ratio)
         self.budget = resolve_steps(steps=self.tc.steps, epochs=self.tc.epochs, min_steps=self.tc.min_steps,
                                     max_steps=self.tc.step_cap, windows=len(self.train_sampler),
                                     batch_size=self.tc.batch_size * ctx.world_size)
@@ -254,24 +169,6 @@ class _Run:
         self._tracked_val = 0    # validation losses handed to the tracker
 
     # -------------------------------------------------------------- data
-    def _samplers(self, frame_weights: Mapping[str, Any] | None):
-        from sime_data.errors import EmptyVersionError
-        from sime_data.sampler import SequenceSampler
-
-        pc = self.config.policy
-        common = dict(obs_keys=pc.obs_keys, action_key=pc.action_key, n_obs_steps=pc.n_obs_steps, horizon=pc.horizon,
-                      n_action_steps=pc.n_action_steps, frame_weights=frame_weights)
-        train = SequenceSampler(self.store, self.ver, episodes=self.train_ids, **common)
-        val = None
-        if self.val_ids:
-            try:
-                val = SequenceSampler(self.store, self.ver, episodes=self.val_ids, **common)
-            except EmptyVersionError as exc:
-                log.warning("validation disabled: %s", exc)
-        elif self.tc.val_ratio > 0:
-            log.warning("validation disabled: version %r has a single episode", self.ver.name)
-        return train, val
-
     def _val_batches(self) -> list[dict[str, torch.Tensor]]:
         """Fixed validation batches (the same windows at every evaluation)."""
         if self.val_sampler is None or self.tc.val_batches < 1:
@@ -313,7 +210,7 @@ class _Run:
         self.scheduler.base_lrs = [self.tc.lr for _ in self.scheduler.base_lrs]
         for group in self.optimizer.param_groups:
             group["initial_lr"] = self.tc.lr
-        _restore_rng(ckpt["rng"], self.batch_rng)
+        restore_rng_state(ckpt["rng"], self.batch_rng)
         self.history = LossHistory.from_dict(ckpt["losses"])
         self.step = int(ckpt["step"])
         self.init_checkpoint = data.get("init_from")
@@ -368,13 +265,6 @@ class _Run:
         model.train(was_training)
         return total / max(1, count)
 
-    def _reduce_mean(self, value: torch.Tensor) -> float:
-        if self.ctx.world_size > 1:
-            value = value.clone()
-            dist.all_reduce(value, op=dist.ReduceOp.SUM)
-            value /= self.ctx.world_size
-        return float(value)
-
     def execute(self, *, progress: bool, stop_after: int | None, on_step: Callable[[StepInfo], None] | None) -> None:
         """Run optimisation steps until the configured total (or ``stop_after``), validating and saving on schedule."""
         from tqdm.auto import tqdm
@@ -416,7 +306,7 @@ class _Run:
                 if self.ema is not None:
                     self.ema.step(self.policy)
                 self.step += 1
-                loss_value = self._reduce_mean(loss.detach())
+                loss_value = reduce_mean(loss.detach(), self.ctx)
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"training loss became {loss_value} at step {self.step}; lower the "
                                              "learning rate or check the data for NaN/inf values")
@@ -493,36 +383,20 @@ class _Run:
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint dict of the current state."""
-        from .checkpoint import FORMAT, FORMAT_VERSION
-
         ver = self.ver
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "checkpoint_id": self.checkpoint_id,
-            "step": self.step,
-            "total_steps": self.tc.steps,
-            "world_size": self.ctx.world_size,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "model": self.policy.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(self.batch_rng),
-            "config": self.config.to_dict(),
-            "normalizer": self.policy.normalizer.stats(),
-            "signature": self.policy.signature(),
-            "data": {"store": _absolute_location(self.store.location), "version": ver.name,
-                     "version_created_at": ver.created_at,
-                     "n_episodes": int(ver.stats.get("n_episodes", len(ver.episode_ids))), "n_frames": ver.n_frames,
-                     "parents": list(ver.parents), "train_episodes": list(self.train_ids),
-                     "val_episodes": list(self.val_ids), "frame_weights": self.frame_weights,
-                     "init_from": self.init_checkpoint,
-                     "budget": {"steps": self.budget.steps, "windows": self.budget.windows,
-                                "epochs": self.budget.epochs, "rule": self.budget.rule}},
-            "code": code_version(),
-            "losses": self.history.to_dict(),
-        }
+        lineage = TrainingLineage(
+            store=absolute_location(self.store.location), version=ver.name, version_created_at=ver.created_at,
+            n_episodes=int(ver.stats.get("n_episodes", len(ver.episode_ids))), n_frames=ver.n_frames,
+            parents=list(ver.parents), train_episodes=list(self.train_ids), val_episodes=list(self.val_ids),
+            frame_weights=self.frame_weights, init_from=self.init_checkpoint,
+            budget={"steps": self.budget.steps, "windows": self.budget.windows, "epochs": self.budget.epochs,
+                    "rule": self.budget.rule})
+        return training_checkpoint(
+            checkpoint_id=self.checkpoint_id, step=self.step, total_steps=self.tc.steps,
+            world_size=self.ctx.world_size, policy=self.policy, ema=self.ema.state_dict() if self.ema is not None
+            else None, optimizer=self.optimizer.state_dict(), lr_scheduler=self.scheduler.state_dict(),
+            rng=capture_rng_state(self.batch_rng), config=self.config.to_dict(), lineage=lineage,
+            losses=self.history.to_dict())
 
     def save(self, *, periodic: bool, final: bool) -> None:
         """Write latest.ckpt (+ the step and final checkpoints), the loss CSV/JSON and the plot (rank 0 only)."""
@@ -540,7 +414,7 @@ class _Run:
     def write_logs(self) -> None:
         """Loss CSV/JSON and the loss-curve PNG next to the checkpoints."""
         extra = {"checkpoint_id": self.checkpoint_id, "step": self.step, "config": self.config.to_dict(),
-                 "store": _absolute_location(self.store.location), "version": self.ver.name}
+                 "store": absolute_location(self.store.location), "version": self.ver.name}
         self.history.write_csv(self.out_dir / CSV_NAME)
         self.history.write_json(self.out_dir / JSON_NAME, extra)
         title = f"{self.config.name} on {self.ver.name} (seed {self.tc.seed})"
@@ -598,7 +472,7 @@ def train(store: "Store | str | os.PathLike", version: str, config: ExperimentCo
     try:
         if config.train.num_threads:
             torch.set_num_threads(int(config.train.num_threads))
-        created = _init_distributed(ctx, dev)
+        created = init_distributed(ctx, dev)
         run = _Run(store, version, config, out, ctx=ctx, device=dev, frame_weights=frame_weights)
         if tracker is not None and ctx.is_main:
             run.tracker, run.track_every = tracker, track_every

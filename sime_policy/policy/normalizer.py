@@ -1,12 +1,15 @@
-"""Min-max normalisation to [-1, 1] of actions and low-dim observations, fitted on a store version."""
+"""Min-max normalisation to [-1, 1] of actions and low-dim observations, fitted on loaded version data."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sime_data.sampler import VersionData
 
 RANGE_EPS = 1e-4
 
@@ -65,10 +68,17 @@ class Normalizer(nn.Module):
                     "max": getattr(self, self._buffer_name(k, "max")).tolist()} for k in self._keys}
 
 
-def fit_normalizer(store, version: str, keys: Iterable[str]) -> Normalizer:
-    """Fit min-max maps on the frames a version keeps, for the given (non-image) keys."""
-    from sime_data.stats import version_stats
-
+def fit_normalizer(data: "VersionData", keys: Iterable[str]) -> Normalizer:
+    """Fit min-max maps on every frame of loaded version data, for the given (non-image) keys."""
     keys = list(keys)
-    stats = version_stats(store, version, keys)
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    lazy = [k for k in keys if k not in data.data]
+    if lazy:  # image-sized arrays the loader left in Zarr: sime_data's streaming statistics read them
+        from sime_data.stats import version_stats
+
+        stats.update(version_stats(data._get_store(), data.version, lazy))
+    for key in keys:
+        if key not in stats:  # the same float64 reduction as sime_data.stats.version_stats
+            values = data.data[key].astype(np.float64, copy=False)
+            stats[key] = {"min": values.min(axis=0), "max": values.max(axis=0)}
     return Normalizer({k: stats[k] for k in keys})

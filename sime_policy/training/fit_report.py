@@ -31,7 +31,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data.sampler import SequenceSampler
 
-    from .policy import DiffusionPolicy
+    from ..policy.diffusion import DiffusionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _gripper_flips(gripper: np.ndarray) -> np.ndarray:
 
 def arm_errors(predicted: np.ndarray, recorded: np.ndarray, valid: np.ndarray) -> dict[str, float]:
     """Position/rotation/gripper error and jitter of (B, T, 10 * arms) absolute action chunks (valid: (B, T))."""
-    from .envs.rotations import rot6d_to_matrix
+    from ..envs.rotations import rot6d_to_matrix
 
     arms = predicted.shape[-1] // ARM_WIDTH
     pos_err, rot_err, grip_err, jitter, ref_jitter, flips, ref_flips = [], [], [], [], [], [], []

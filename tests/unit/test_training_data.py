@@ -1,0 +1,88 @@
+"""A training version is read once, and what it feeds equals what separate reads of the store gave."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_trainer import make_store, tiny_config
+
+import sime_data.sampler as sampler_module
+from sime_data.sampler import SequenceSampler, load_version_arrays, split_episodes
+from sime_data.stats import version_stats
+from sime_policy.policy.diffusion import PolicyInputError, PolicyShapes
+from sime_policy.training.data import episode_subset, load_training_data
+from sime_policy.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("data") / "store")
+
+
+def test_episode_subset_equals_reading_those_episodes(store):
+    version = store.version("v1")
+    keys = ["obs/pos", "obs/goal", "actions"]
+    full = load_version_arrays(store, version, keys)
+    chosen = [version.episode_ids[i] for i in (4, 1, 2)]  # order given differs from the version's order
+    subset = episode_subset(full, chosen)
+    direct = load_version_arrays(store, version, keys, episodes=chosen)
+    assert list(subset.range_episode_ids) == list(direct.range_episode_ids)
+    for field in ("range_frame_start", "range_frame_stop", "range_seg_start", "range_episode_length", "range_ends"):
+        assert np.array_equal(getattr(subset, field), getattr(direct, field)), field
+    assert list(subset.range_segments) == list(direct.range_segments)
+    for key in keys:
+        assert subset.data[key].dtype == direct.data[key].dtype and np.array_equal(subset.data[key], direct.data[key])
+    with pytest.raises(KeyError, match="not in version"):
+        episode_subset(full, ["no-such-episode"])
+
+
+def test_one_read_feeds_normaliser_shapes_and_samplers(store, monkeypatch):
+    config = tiny_config().policy
+    version = store.version("v1")
+    reads = []
+    real = sampler_module.load_version_arrays
+
+    def counting(*args, **kwargs):
+        reads.append(kwargs.get("episodes"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampler_module, "load_version_arrays", counting)
+    data = load_training_data(store, version, config, val_ratio=0.2, seed=0)
+    normalizer = data.normalizer(config)
+    train_sampler, val_sampler = data.samplers(config)
+    assert reads == [None]  # the whole version, once
+    monkeypatch.setattr(sampler_module, "load_version_arrays", real)
+
+    stats = version_stats(store, version, ["actions", "obs/pos", "obs/goal"])
+    assert normalizer.keys == ["actions", "obs/pos", "obs/goal"]
+    for key, values in normalizer.stats().items():
+        assert values["min"] == np.asarray(stats[key]["min"], np.float32).tolist()
+        assert values["max"] == np.asarray(stats[key]["max"], np.float32).tolist()
+    train_ids, val_ids = split_episodes(version.episode_ids, 0.2, 0)
+    assert (data.train_ids, data.val_ids) == (train_ids, val_ids)
+    common = dict(obs_keys=config.obs_keys, action_key=config.action_key, n_obs_steps=config.n_obs_steps,
+                  horizon=config.horizon, n_action_steps=config.n_action_steps)
+    for shared, ids in ((train_sampler, train_ids), (val_sampler, val_ids)):
+        alone = SequenceSampler(store, version, episodes=ids, **common)
+        assert len(shared) == len(alone)
+        everything = np.arange(len(alone))
+        a, b = shared.sample_batch(everything), alone.sample_batch(everything)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert data.shapes == PolicyShapes.from_key_specs(sampler_module.version_key_specs(store, version), config)
+
+
+def test_training_reads_the_version_once(store, tmp_path, monkeypatch):
+    calls = []
+    real = sampler_module.load_version_arrays
+    monkeypatch.setattr(sampler_module, "load_version_arrays", lambda *a, **k: calls.append(k) or real(*a, **k))
+    train(store, "v1", tiny_config(4, fit_report=False), tmp_path / "run", progress=False)
+    assert len(calls) == 1
+
+
+def test_missing_keys_are_a_policy_input_error(store):
+    config = tiny_config().policy
+    bad = dataclasses.replace(config, obs_keys=("obs/pos", "obs/camera"))
+    with pytest.raises(PolicyInputError, match="lacks key"):
+        load_training_data(store, store.version("v1"), bad, val_ratio=0.0, seed=0)
