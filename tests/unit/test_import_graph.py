@@ -1,12 +1,22 @@
-"""The modules of sime_data and migrations import each other without cycles (every import statement counts)."""
+"""The tree imports without cycles, and sime_policy's role packages depend one way only.
+
+Every import statement counts: module level, inside functions and under ``if TYPE_CHECKING``.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("sime_data", "migrations")
+TREE = ("sime_data", "migrations", "sime_policy", "curation_app", "hardware")
+#: sime_policy's role packages, each allowed to import only those after it (cli -> ... -> models)
+LAYERS = ("cli", "pipeline", "collect", "training", "policy", "models")
+#: packages beside the chain: simulation tasks and scripted experts (used by collect; rotations by training)
+SIDE = {"envs": {"envs"}, "experts": {"envs", "experts"}}
 
 
 def module_files(packages: tuple[str, ...] = PACKAGES, root: Path = ROOT) -> dict[str, Path]:
@@ -100,8 +110,63 @@ def test_graph_sees_every_kind_of_import(tmp_path):
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
 
 
-def test_no_import_cycles_in_sime_data_and_migrations():
-    graph = import_graph()
-    assert "sime_data.store" in graph and "migrations.runner" in graph
+def test_graph_resolves_relative_imports_from_subpackages(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..a import x\n")
+    graph = import_graph(("pkg",), tmp_path)
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+
+
+@pytest.mark.parametrize("packages", [PACKAGES, ("sime_policy",), ("hardware",), ("curation_app",), TREE],
+                         ids=["store", "sime_policy", "hardware", "curation_app", "whole-tree"])
+def test_no_import_cycles(packages):
+    graph = import_graph(packages)
+    assert len(graph) > 10
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _role(module: str) -> str | None:
+    """The role package of a sime_policy module (None for the package root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_sime_policy_roles_depend_one_way():
+    wrong = []
+    for module, targets in import_graph(("sime_policy",)).items():
+        mine = _role(module)
+        if mine is None:  # the package root re-exports the public API
+            continue
+        for target in targets:
+            theirs = _role(target)
+            if theirs is None:
+                wrong.append(f"{module} -> {target} (the package root)")
+            elif mine in SIDE:
+                if theirs not in SIDE[mine]:
+                    wrong.append(f"{module} -> {target}")
+            elif theirs in SIDE or theirs == mine:
+                continue
+            elif LAYERS.index(theirs) < LAYERS.index(mine):
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against cli -> pipeline -> collect -> training -> policy -> models:\n" + "\n".join(wrong)
+
+
+def test_hardware_uses_no_simulation_runner():
+    graph = import_graph(("sime_policy", "hardware"))
+    runner = {m for m in graph if m.startswith("sime_policy.collect.") and m not in
+              ("sime_policy.collect.seeding", "sime_policy.collect.loading", "sime_policy.collect")}
+    used = {t for m, targets in graph.items() if m.startswith("hardware") for t in targets}
+    assert not used & runner, sorted(used & runner)
+
+
+def test_the_store_never_imports_the_packages_that_use_it():
+    graph = import_graph(TREE)
+    upward = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.split(".")[0] in PACKAGES
+                    for t in targets if t.split(".")[0] not in PACKAGES)
+    assert not upward, upward
