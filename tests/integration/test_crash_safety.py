@@ -70,7 +70,9 @@ def test_sigkill_writers_never_leave_half_episodes(tmp_path: Path) -> None:
         if it % 5 == 4:
             time.sleep(rnd.uniform(0.0, 0.9))  # may land while the worker imports or opens the store
         else:
-            worker.wait_for("READY")
+            # most kills come after a first commit, so that however loaded the machine, there are committed
+            # episodes to lose; the rest may land in the worker's first episode
+            worker.wait_for("COMMITTED" if it % 3 else "READY")
             time.sleep(rnd.uniform(0.0, 0.7))
         worker.kill()
         kills += 1
