@@ -43,7 +43,7 @@ def keep_moving(pos: np.ndarray, rot: np.ndarray, grip: np.ndarray, pos_eps: flo
 def moving_mask(actions: np.ndarray, thresholds: StaticThresholds = StaticThresholds()) -> np.ndarray:
     """Frames to keep judged on 10-D absolute actions (xyz, 6-D rotation, gripper command)."""
     actions = np.asarray(actions, dtype=np.float64).reshape(-1, 10)
-    rot = np.stack([geo.rot6d_to_matrix(a[3:9]) for a in actions]) if len(actions) else np.zeros((0, 3, 3))
+    rot = geo.rot6d_to_matrix(actions[:, 3:9]) if len(actions) else np.zeros((0, 3, 3))
     return keep_moving(actions[:, :3], rot, actions[:, 9], thresholds.pos_eps, thresholds.rot_eps, thresholds.grip_eps)
 
 
@@ -51,7 +51,7 @@ def moving_mask_state(tcp_pose: np.ndarray, gripper_width: np.ndarray | None,
                       thresholds: StaticThresholds = StaticThresholds()) -> np.ndarray:
     """Frames to keep judged on the measured TCP pose [xyz, qw, qx, qy, qz] and gripper opening (metres)."""
     tcp = np.asarray(tcp_pose, dtype=np.float64)
-    rot = np.stack([geo.quat_to_matrix(p[3:7]) for p in tcp]) if len(tcp) else np.zeros((0, 3, 3))
+    rot = geo.pose_to_matrix(tcp)[1] if len(tcp) else np.zeros((0, 3, 3))
     grip = np.zeros(len(tcp)) if gripper_width is None else np.asarray(gripper_width, dtype=np.float64).reshape(len(tcp))
     return keep_moving(tcp[:, :3], rot, grip, thresholds.pos_eps, thresholds.rot_eps, thresholds.grip_width_eps)
 

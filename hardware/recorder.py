@@ -70,7 +70,7 @@ def record_teleop(rig: Rig, store: Store, *, episodes: int = 1, task: str | None
         rig.home()
         teleop.reset_base()
         base = arm.state().tcp_pose
-        base_pos, base_rot = base[:3], geo.quat_to_matrix(base[3:7])
+        base_pos, base_rot = geo.pose_to_matrix(base)
         say(f"episode {len(result.episode_ids) + 1}/{episodes}: press start")
         writer = None
         steps = 0
@@ -104,7 +104,7 @@ def record_teleop(rig: Rig, store: Store, *, episodes: int = 1, task: str | None
                 pos, rot = cmd.apply(base_pos, base_rot)
                 t_send = time.perf_counter()
                 arm.send_gripper_width(geo.command_to_width(cmd.gripper, arm.max_gripper_width))
-                sent = arm.send_tcp_pose(np.concatenate([pos, geo.matrix_to_quat(rot)]))
+                sent = arm.send_tcp_pose(geo.matrix_to_pose(pos, rot))
                 result.times.add("device_write", time.perf_counter() - t_send)
                 if writer is None:
                     continue

@@ -37,7 +37,7 @@ class ActionFilter:
 
     def reset(self, tcp_pose: np.ndarray, gripper_closed: bool = False) -> None:
         """Start from the arm's current pose and gripper state."""
-        self._last_rot = geo.quat_to_matrix(np.asarray(tcp_pose)[3:7])
+        self._last_rot = geo.pose_to_matrix(tcp_pose)[1]
         self.hysteresis.closed = gripper_closed
 
     def __call__(self, action: np.ndarray) -> np.ndarray:

@@ -289,28 +289,63 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demos)
 
 
+# ---------------------------------------------------------------------- flags from dataclasses
+def dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = ()) -> list[str]:
+    """Add one ``--kebab-case`` flag per field of dataclass `cls` (except `skip`); returns the field names.
+
+    The type comes from the annotation (``X | None`` as X; ``tuple[T, ...]`` as ``nargs="+"`` of T; bool as
+    ``--flag/--no-flag``), help and choices from the field's metadata, and every default is None so that a
+    preset's value stays unless the flag is given.
+    """
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    added: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind = hints[f.name]
+        args_of = [a for a in typing.get_args(kind) if a is not type(None)]
+        if type(None) in typing.get_args(kind) and len(args_of) == 1:  # X | None
+            kind = args_of[0]
+        options: dict[str, Any] = {"default": None, "help": f.metadata.get("help")}
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            options.update(type=item, nargs="+")
+        elif kind in (int, float):
+            options["type"] = kind
+        elif kind is not str:
+            raise TypeError(f"{cls.__name__}.{f.name}: no flag for a field of type {kind!r}")
+        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+        added.append(f.name)
+    return added
+
+
 # ---------------------------------------------------------------------- run / report
+#: PipelineConfig fields whose `sime run` flags are written by hand (another name, or another meaning)
+_RUN_HANDWRITTEN = {"policy_preset": "--config", "train_steps": "--steps", "record_demos": "--record-demos",
+                    "curate": "--curate", "reuse_unchanged": "--retrain-unchanged", "track": "--track",
+                    "policy_overrides": "--set"}
+
+
 def pipeline_config_from_args(args: argparse.Namespace) -> Any:
     """The PipelineConfig of `sime run`: a preset (or the defaults) with the flags given on top."""
     from .pipeline import PipelineConfig, get_pipeline_preset
 
     config = get_pipeline_preset(args.preset) if args.preset else PipelineConfig()
-    updates = {
+    updates = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)
+               if f.name not in _RUN_HANDWRITTEN}
+    updates.update({
         "name": args.name if args.name else (None if args.preset else f"{args.task or config.task}"),
-        "task": args.task, "demos": args.demos, "rounds": args.rounds, "seeds": args.seeds,
-        "policy_preset": args.config, "train_steps": args.steps, "train_epochs": args.train_epochs,
-        "min_train_steps": args.min_train_steps, "train_step_cap": args.train_step_cap, "init_from": args.init_from,
-        "fit_gate": args.fit_gate, "noise_scale": args.noise_scale, "noise_units": args.noise_units,
-        "image_noise_scale": args.image_noise_scale, "tau1": args.tau1, "tau2": args.tau2, "rule": args.rule,
-        "threshold": args.threshold, "smooth": args.smooth, "init_states": args.init_states, "trials": args.trials,
-        "states_seed": args.states_seed, "eval_states": args.eval_states, "eval_trials": args.eval_trials,
-        "eval_states_seed": args.eval_states_seed, "max_steps": args.max_steps,
-        "eval_max_steps": args.eval_max_steps, "workers": args.workers,
-        "envs": args.envs, "lanes": args.lanes, "parallel": args.parallel, "device": args.device,
-        "train_threads": args.train_threads, "record_demos": True if args.record_demos else None,
+        "policy_preset": args.config, "train_steps": args.steps,
+        "record_demos": True if args.record_demos else None,
         "curate": True if args.curate else None, "track": args.track,
         "reuse_unchanged": False if args.retrain_unchanged else None,
-    }
+    })
     if args.steps is not None and args.train_epochs is None:  # a fixed step count replaces a data-scaled budget
         config = dataclasses.replace(config, train_epochs=None, min_train_steps=None, train_step_cap=None)
     if args.train_epochs is not None and args.steps is None:  # and the other way round
@@ -344,10 +379,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from sime_data.selection import RULES
+    from .pipeline import PIPELINE_PRESETS, PipelineConfig
 
-    from .pipeline import PIPELINE_PRESETS
-
+    doc = {f.name: f.metadata["help"] for f in dataclasses.fields(PipelineConfig)}
     p = sub.add_parser("run", help="run the whole SIME pipeline (resumable)",
                        description="Round 0: train on the core demos, evaluate without exploration (score and the "
                                    "baseline's data), collect with SIME exploration. Each later round, for both "
@@ -359,61 +393,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
                    help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
     p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")
-    p.add_argument("--name", default=None, help="run name: versions go to <task>/sime/<name>/... (default: preset or task)")
-    p.add_argument("--task", default=None, help="simulation task (default lift)")
-    p.add_argument("--demos", type=int, default=None, help="core demos round 0 trains on (version <task>/core_N)")
-    p.add_argument("--record-demos", action="store_true", help="record scripted demos if the store has none")
-    p.add_argument("--rounds", type=int, default=None, help="self-improvement rounds after round 0 (default 1)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 233)")
-    p.add_argument("--config", default=None, help="policy preset each round trains with (default <task>_lowdim_cpu)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="fixed training steps per round (replaces the preset's data-scaled budget)")
-    p.add_argument("--train-epochs", type=float, default=None,
-                   help="data-scaled budget: passes over the training windows per round (with --min-train-steps and "
-                        "--train-step-cap)")
-    p.add_argument("--min-train-steps", type=int, default=None, help="floor of the data-scaled budget")
-    p.add_argument("--train-step-cap", type=int, default=None, help="cap of the data-scaled budget")
-    p.add_argument("--init-from", choices=("scratch", "previous"), default=None,
-                   help="round r+1 trains from scratch (default, as the reference) or fine-tunes round r's weights")
-    p.add_argument("--fit-gate", choices=("warn", "stop"), default=None,
-                   help="a round whose policy fits its training data poorly: warn and collect anyway (default), or "
-                        "stop before its rollouts (exit 4)")
+    dataclass_flags(p, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
+    p.add_argument("--record-demos", action="store_true", help=doc["record_demos"])
+    p.add_argument("--config", default=None, help=doc["policy_preset"])
+    p.add_argument("--steps", type=int, default=None, help=doc["train_steps"])
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a policy/train config field")
-    p.add_argument("--noise-scale", type=float, default=None, help="SIME exploration noise scale (default 0.01)")
-    p.add_argument("--image-noise-scale", type=float, default=None, help="separate noise scale for image features")
-    p.add_argument("--noise-units", choices=("raw", "normalized"), default=None,
-                   help="units of --noise-scale on low-dim observations (default raw, as the SIME reference)")
-    p.add_argument("--tau1", type=float, default=None, help="exploration schedule start (default 0)")
-    p.add_argument("--tau2", type=float, default=None, help="exploration schedule end (default 1)")
-    p.add_argument("--rule", choices=RULES, default=None, help="selection rule (default sr_lss)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="keep successes of initial states with success rate below this, in [0, 1.01] (default 0.5)")
-    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
-                   help="replay-verified smoothing of the selected rollouts before retraining: moving-average pose "
-                        "targets, no gripper runs under 4 steps, re-executed from the recorded start and kept only if "
-                        "it still succeeds (default off; the quick preset turns it on)")
-    p.add_argument("--init-states", type=int, default=None, help="collection initial states (default 50)")
-    p.add_argument("--trials", type=int, default=None, help="trials per collection state (default 5)")
-    p.add_argument("--eval-states", type=int, default=None,
-                   help="held-out evaluation states, the score (default 50); 0 scores on the collection states as the "
-                        "SIME reference does")
-    p.add_argument("--eval-trials", type=int, default=None, help="trials per evaluation state (default: --trials)")
-    p.add_argument("--eval-states-seed", type=int, default=None, help="seed drawing the evaluation states (200000)")
-    p.add_argument("--states-seed", type=int, default=None,
-                   help="seed drawing the initial states, the same for every seed, round and branch (default 100000)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="step limit of the collection rollouts (default: the task horizon)")
-    p.add_argument("--eval-max-steps", type=int, default=None,
-                   help="step limit of the scoring rollouts (default: --max-steps)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="rollout processes, shared out between the jobs running at once (default 1)")
-    p.add_argument("--envs", type=int, default=None, help="simulators per rollout process (default 16)")
-    p.add_argument("--lanes", type=int, default=None, help="policy rows per forward pass (default 16)")
-    p.add_argument("--parallel", type=int, default=None,
-                   help="independent jobs (seeds x branches of a round) at once on this machine (default 1)")
-    p.add_argument("--device", default=None, help="training and rollout inference device (cpu, cuda; default cpu)")
-    p.add_argument("--train-threads", type=int, default=None,
-                   help="torch threads while training (default 1: robust on a busy CPU; try 2+ on an idle machine)")
     p.add_argument("--curate", action="store_true",
                    help="stop after each selection until its trimmed version <...>/roundR/curated is saved (sime-app); "
                         "rerun to continue")

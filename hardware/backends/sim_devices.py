@@ -43,7 +43,7 @@ class SimArm(RobotArm):
         joints = np.array(qpos[robot._ref_joint_pos_indexes], dtype=np.float64)
         fingers = qpos[robot._ref_gripper_joint_pos_indexes[robot.arms[0]]]
         width = float(abs(fingers[0] - fingers[1]))
-        return ArmState(np.concatenate([pos, geo.matrix_to_quat(mat)]), joints, width, time.time())
+        return ArmState(geo.matrix_to_pose(pos, mat), joints, width, time.time())
 
     def _send_pose(self, pose: np.ndarray) -> None:
         action = geo.pose_to_action(pose, self.world.gripper_command)

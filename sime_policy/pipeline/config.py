@@ -16,6 +16,18 @@ INIT_FROM = ("scratch", "previous")
 FIT_GATES = ("warn", "stop")
 
 
+#: units of the exploration noise on low-dim observations (the same tuple as sime_policy.policy.exploration's)
+NOISE_UNITS = ("raw", "normalized")
+
+
+def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field documented in its metadata (`sime run` builds its flags' help and choices from it)."""
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
+
+
 #: settings that do not change any round's results (older stores recorded some of them in their identity)
 _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos", "curate", "envs", "parallel", "device",
                     "fit_gate", "track", "reuse_unchanged")
@@ -25,50 +37,64 @@ _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos
 class PipelineConfig:
     """Everything that defines a run: task, data, rounds, seeds, exploration, selection and rollout counts."""
 
-    name: str = "run"
-    task: str = "lift"
-    demos: int = 10
-    rounds: int = 1
-    seeds: tuple[int, ...] = (233,)
-    policy_preset: str | None = None            # default '<task>_lowdim_cpu'
-    train_steps: int | None = None              # fixed step count (default: the policy preset's budget)
-    train_epochs: float | None = None           # data-scaled budget: passes over the training windows
-    min_train_steps: int | None = None          # floor of the data-scaled budget
-    train_step_cap: int | None = None           # cap of the data-scaled budget
-    init_from: str = "scratch"                  # 'previous': round r+1 fine-tunes round r's weights
-    fit_gate: str = "warn"                      # a poorly fitted policy: 'warn' and go on, or 'stop' before rollouts
-    noise_scale: float = 0.01
-    image_noise_scale: float | None = None
-    noise_units: str = "raw"                    # 'raw' observation units (the reference's) or 'normalized'
-    tau1: float = 0.0
-    tau2: float = 1.0
-    rule: str = "sr_lss"
-    threshold: float = 0.5
+    name: str = _setting("run", "run name: versions go to <task>/sime/<name>/... (default: preset or task)")
+    task: str = _setting("lift", "simulation task (default lift)")
+    demos: int = _setting(10, "core demos round 0 trains on (version <task>/core_N)")
+    rounds: int = _setting(1, "self-improvement rounds after round 0 (default 1)")
+    seeds: tuple[int, ...] = _setting((233,), "training seeds (default 233)")
+    policy_preset: str | None = _setting(None, "policy preset each round trains with (default <task>_lowdim_cpu)")
+    train_steps: int | None = _setting(None, "fixed training steps per round (replaces the preset's data-scaled "
+                                             "budget)")
+    train_epochs: float | None = _setting(None, "data-scaled budget: passes over the training windows per round "
+                                                "(with --min-train-steps and --train-step-cap)")
+    min_train_steps: int | None = _setting(None, "floor of the data-scaled budget")
+    train_step_cap: int | None = _setting(None, "cap of the data-scaled budget")
+    init_from: str = _setting("scratch", "round r+1 trains from scratch (default, as the reference) or fine-tunes "
+                                         "round r's weights", choices=INIT_FROM)
+    fit_gate: str = _setting("warn", "a round whose policy fits its training data poorly: warn and collect anyway "
+                                     "(default), or stop before its rollouts (exit 4)", choices=FIT_GATES)
+    noise_scale: float = _setting(0.01, "SIME exploration noise scale (default 0.01)")
+    image_noise_scale: float | None = _setting(None, "separate noise scale for image features")
+    noise_units: str = _setting("raw", "units of --noise-scale on low-dim observations (default raw, as the SIME "
+                                       "reference; or normalized)", choices=NOISE_UNITS)
+    tau1: float = _setting(0.0, "exploration schedule start (default 0)")
+    tau2: float = _setting(1.0, "exploration schedule end (default 1)")
+    rule: str = _setting("sr_lss", "selection rule (default sr_lss)", choices=tuple(RULES))
+    threshold: float = _setting(0.5, "keep successes of initial states with success rate below this, in [0, 1.01] "
+                                     "(default 0.5)")
     # replay-verified smoothing of the selected rollouts before they join the training data (sime_policy/collect/smoothing.py)
-    smooth: bool = False
-    init_states: int = 50
-    trials: int = 5
-    states_seed: int = DEFAULT_STATES_SEED
+    smooth: bool = _setting(False, "replay-verified smoothing of the selected rollouts before retraining: "
+                                   "moving-average pose targets, no gripper runs under 4 steps, re-executed from the "
+                                   "recorded start and kept only if it still succeeds (default off; the quick preset "
+                                   "turns it on)")
+    init_states: int = _setting(50, "collection initial states (default 50)")
+    trials: int = _setting(5, "trials per collection state (default 5)")
+    states_seed: int = _setting(DEFAULT_STATES_SEED, "seed drawing the initial states, the same for every seed, "
+                                                     "round and branch (default 100000)")
     # held-out evaluation states (the score); 0: score on the collection states, as the SIME reference does
-    eval_states: int = 50
-    eval_trials: int | None = None              # default: trials
-    eval_states_seed: int = DEFAULT_EVAL_STATES_SEED
-    max_steps: int | None = None                # collection horizon (default: the task horizon)
-    eval_max_steps: int | None = None           # evaluation horizon (default: max_steps)
-    workers: int = 1                            # rollout processes (shared out between jobs running at once)
-    envs: int = 16                              # simulators per rollout process (one batched policy call per chunk)
-    lanes: int = 16                             # policy rows per forward pass (fixes the float results)
-    parallel: int = 1                           # independent jobs (seeds x branches) run at once on this machine
-    device: str | None = None                   # training and rollout inference device (default cpu)
+    eval_states: int = _setting(50, "held-out evaluation states, the score (default 50); 0 scores on the collection "
+                                    "states as the SIME reference does")
+    eval_trials: int | None = _setting(None, "trials per evaluation state (default: --trials)")
+    eval_states_seed: int = _setting(DEFAULT_EVAL_STATES_SEED, "seed drawing the evaluation states (200000)")
+    max_steps: int | None = _setting(None, "step limit of the collection rollouts (default: the task horizon)")
+    eval_max_steps: int | None = _setting(None, "step limit of the scoring rollouts (default: --max-steps)")
+    workers: int = _setting(1, "rollout processes, shared out between the jobs running at once (default 1)")
+    envs: int = _setting(16, "simulators per rollout process (default 16; one batched policy call per chunk)")
+    lanes: int = _setting(16, "policy rows per forward pass (default 16; fixes the float results)")
+    parallel: int = _setting(1, "independent jobs (seeds x branches of a round) at once on this machine (default 1)")
+    device: str | None = _setting(None, "training and rollout inference device (cpu, cuda; default cpu)")
     # torch threads while training: 1 is several times faster than 2 whenever anything else uses a core
-    train_threads: int | None = 1
-    record_demos: bool = False                  # record scripted demos when the store has none
-    curate: bool = False                        # stop after each selection until a person saves the trimmed version
+    train_threads: int | None = _setting(1, "torch threads while training (default 1: robust on a busy CPU; try 2+ "
+                                            "on an idle machine)")
+    record_demos: bool = _setting(False, "record scripted demos if the store has none")
+    curate: bool = _setting(False, "stop after each selection until a person saves the trimmed version")
     # a round whose training data did not change reuses the previous round's policy and rollouts (carry_over.py)
-    reuse_unchanged: bool = True
-    track: str = "none"                         # experiment tracking: none, tensorboard, wandb or tensorboard,wandb
+    reuse_unchanged: bool = _setting(True, "reuse the previous round's policy and rollouts when a round's training "
+                                           "data did not change")
+    track: str = _setting("none", "experiment tracking: none, tensorboard, wandb or tensorboard,wandb")
     # no validation split by default: with a handful of demos every episode is worth training on
-    policy_overrides: dict[str, Any] = field(default_factory=lambda: {"val_ratio": 0.0})
+    policy_overrides: dict[str, Any] = field(default_factory=lambda: {"val_ratio": 0.0}, metadata={
+        "help": "policy/train config fields set on top of the policy preset"})
 
     @property
     def preset(self) -> str:
@@ -154,8 +180,6 @@ class PipelineConfig:
             raise ValueError(f"init_from must be one of {', '.join(INIT_FROM)}, got {self.init_from!r}")
         if self.fit_gate not in FIT_GATES:
             raise ValueError(f"fit_gate must be one of {', '.join(FIT_GATES)}, got {self.fit_gate!r}")
-        from ..policy.exploration import NOISE_UNITS
-
         if self.noise_units not in NOISE_UNITS:
             raise ValueError(f"noise_units must be one of {', '.join(NOISE_UNITS)}, got {self.noise_units!r}")
         if self.device is not None:
