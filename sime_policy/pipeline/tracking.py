@@ -26,7 +26,7 @@ import numpy as np
 
 from ..collect.rollout_report import binomial_stderr
 from ..training.fit_report import read_fit_report
-from ..training.tracking import Tracker, make_tracker, scalar_items
+from ..training.tracking import MultiTracker, Tracker, make_tracker, scalar_items
 from .config import BRANCHES, PipelineConfig
 from .names import Chain
 from .paired_stats import p_clause
@@ -67,14 +67,7 @@ def round_trackers(config: PipelineConfig, out: Path) -> dict[str, Tracker]:
 
 def close_trackers(trackers: Mapping[str, Tracker]) -> None:
     """Close every tracker (the first failure is raised after all were tried)."""
-    errors = []
-    for tracker in trackers.values():
-        try:
-            tracker.close()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+    MultiTracker(list(trackers.values())).close()
 
 
 # ---------------------------------------------------------------------- figures
