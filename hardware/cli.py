@@ -139,6 +139,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    """Print every field a rig YAML file may set: path, type, default and meaning."""
+    from sime_policy.settings import field_table
+
+    from .config import RigConfig
+
+    rows = field_table(RigConfig)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for path, kind, default, text in rows:
+        _print(f"{path:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {text}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The sime-hw argument parser."""
     parser = argparse.ArgumentParser(prog="sime-hw", description=__doc__)
@@ -147,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the rig config and try every device once")
     p.add_argument("--config", required=True, help="rig YAML (see hardware/configs/)")
     p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("fields", help="list every field a rig config file may set, with its type, default and meaning")
+    p.set_defaults(fn=cmd_fields)
 
     p = sub.add_parser("teleop", help="record teleoperated demonstrations into the store")
     p.add_argument("--config", required=True, help="rig YAML (see hardware/configs/)")

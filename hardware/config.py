@@ -1,12 +1,20 @@
-"""Rig configuration: one YAML file (devices and their backends, serials, workspace, rates) -> dataclasses."""
+"""Rig configuration: one YAML file (devices and their backends, serials, workspace, rates) -> dataclasses.
+
+Every field's type, bounds, choices and help are declared on the dataclasses below with
+`sime_policy.settings.setting`; `rig_config_from_dict` builds them with `settings.from_mapping`, which names the
+bad field, and each class's `cross_checks` adds the rules that involve several fields.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sime_policy.settings import SettingError, from_mapping, setting
 
 from .arm import Workspace
 from .errors import RigConfigError
@@ -18,80 +26,188 @@ TELEOP_BACKENDS = ("sigma7", "scripted")
 KEYBOARD_BACKENDS = ("pynput", "scripted")
 
 
+# ---------------------------------------------------------------------- values no annotation describes
+def _serial(value: Any) -> str | None:
+    """A serial number as text (YAML reads an unquoted one as a number)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a serial number, got {value!r}")
+
+
+def _workspace(raw: Any) -> Workspace:
+    """{low: [x, y, z], high: [x, y, z]} in metres as a Workspace."""
+    if not isinstance(raw, Mapping) or not set(raw) <= {"low", "high"}:
+        raise ValueError(f"expected {{low: [x, y, z], high: [x, y, z]}}, got {raw!r}")
+    bounds = {}
+    for key in ("low", "high"):
+        values = raw.get(key) or ()
+        if not isinstance(values, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"workspace.{key}: expected a list of numbers, got {values!r}")
+        bounds[key] = tuple(float(v) for v in values)
+    return Workspace(bounds["low"], bounds["high"])
+
+
+def _rotation(raw: Any) -> tuple[tuple[float, ...], ...] | None:
+    """A 3x3 rotation matrix (rows of the robot axes in device coordinates)."""
+    if raw is None:
+        return None
+    import numpy as np
+
+    try:
+        axes = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        axes = np.zeros(0)
+    if axes.shape != (3, 3) or not np.allclose(axes @ axes.T, np.eye(3), atol=1e-6) or np.linalg.det(axes) < 0:
+        raise ValueError(f"expected a 3x3 rotation matrix (rows of the robot axes in device coordinates), got {raw!r}")
+    return tuple(tuple(float(v) for v in row) for row in axes)
+
+
+def _key_bindings(raw: Any) -> dict[str, KeyEvent]:
+    """{character: event} with lower-case single characters; empty or absent: the default bindings."""
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ValueError(f"expected a mapping of key to event, got {raw!r}")
+    keys = {str(k).lower(): parse_event(v) for k, v in (raw or {}).items()} or dict(DEFAULT_KEYS)
+    long = [k for k in keys if len(k) != 1]
+    if long:
+        raise ValueError(f"bind single characters, got {long}")
+    return keys
+
+
+def _episode_scripts(raw: Any) -> tuple[tuple[tuple[int, KeyEvent], ...], ...]:
+    """One list of {at: <poll count>, key: <event>} per episode."""
+    if raw is not None and not isinstance(raw, list):
+        raise ValueError(f"expected one list of events per episode, got {raw!r}")
+    episodes = []
+    for i, script in enumerate(raw or []):
+        if not isinstance(script, list):
+            raise ValueError(f"episode {i} must be a list of {{at: N, key: EVENT}}")
+        events = []
+        for item in script:
+            if not isinstance(item, Mapping) or set(item) != {"at", "key"} or not isinstance(item["at"], int):
+                raise ValueError(f"episode {i}: each event is {{at: <poll count>, key: <event>}}, got {item!r}")
+            events.append((int(item["at"]), parse_event(item["key"])))
+        episodes.append(tuple(events))
+    return tuple(episodes)
+
+
+def _event(raw: Any) -> KeyEvent | None:
+    """An event name, or nothing."""
+    return parse_event(raw) if raw else None
+
+
+# ---------------------------------------------------------------------- the configuration
 @dataclass(frozen=True)
 class ArmConfig:
     """The arm: backend, serial (Flexiv), gripper name and width, speed limits."""
 
-    backend: str = "sim"
-    serial: str | None = None
-    gripper: str | None = "Robotiq-2F-85"
-    max_gripper_width: float = 0.085
-    max_linear_vel: float = 0.3
-    max_angular_vel: float = 1.0
+    backend: str = setting("sim", "arm backend: flexiv (a Rizon through flexivrdk) or sim", choices=ARM_BACKENDS)
+    serial: str | None = setting(None, "robot serial number, e.g. Rizon4-062468 (flexiv)", parse=_serial)
+    gripper: str | None = setting("Robotiq-2F-85", "gripper name as the Flexiv controller knows it")
+    max_gripper_width: float = setting(0.085, "gripper opening (m) that actions of 1.0 map to", positive=True)
+    max_linear_vel: float = setting(0.3, "TCP speed limit (m/s)", positive=True)
+    max_angular_vel: float = setting(1.0, "TCP angular speed limit (rad/s)", positive=True)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        """Rules involving several fields: (field, problem) pairs."""
+        if self.backend == "flexiv" and not self.serial:
+            yield "serial", "the flexiv backend needs the robot's serial number (e.g. 'Rizon4-062468')"
 
 
 @dataclass(frozen=True)
 class CameraConfig:
     """One camera: its name in the store ('<name>_color', '<name>_depth'), backend, serial, image size."""
 
-    name: str
-    backend: str = "sim"
-    serial: str | None = None
-    sim_camera: str | None = None
-    width: int = 84
-    height: int = 84
-    fps: int = 30
-    depth: bool = True
-    resize: tuple[int, int] | None = None  # (width, height) stored instead of the streamed size
+    name: str = setting(help="camera name in the store: <name>_color, <name>_depth")
+    backend: str = setting("sim", "camera backend: realsense or sim", choices=CAMERA_BACKENDS)
+    serial: str | None = setting(None, "RealSense serial number (quote it in YAML)", parse=_serial)
+    sim_camera: str | None = setting(None, "scene camera a sim camera renders (e.g. agentview)")
+    width: int = setting(84, "streamed image width (pixels)", positive=True)
+    height: int = setting(84, "streamed image height (pixels)", positive=True)
+    fps: int = setting(30, "stream rate (frames per second)", positive=True)
+    depth: bool = setting(True, "also record the depth stream")
+    resize: tuple[int, int] | None = setting(None, "(width, height) stored instead of the streamed size",
+                                             positive=True, expect="[width, height] in pixels")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        """Rules involving several fields: (field, problem) pairs."""
+        if not self.name.replace("_", "").isalnum():
+            yield "name", f"give each camera a name of letters, digits and '_', got {self.name!r}"
+        if self.backend == "realsense" and not self.serial:
+            yield "serial", "a realsense camera needs its serial number (quote it: \"135122079702\")"
+        if self.backend == "sim" and not self.sim_camera:
+            yield "sim_camera", "a sim camera needs the scene camera to render (e.g. agentview)"
 
 
 @dataclass(frozen=True)
 class TeleopConfig:
     """The teleoperator: sigma7 (library path, scale) or scripted (the sim task's expert)."""
 
-    backend: str = "scripted"
-    library: str | None = None
-    scale: float = 1.0
-    noise_std: float = 0.0
-    open_angle: float = 0.45  # sigma.7 gripper angle (rad) read as fully open
-    closed_angle: float = 0.05  # ... and as fully closed
-    axes: tuple[tuple[float, ...], ...] | None = None  # 3x3 rotation: device frame -> robot base frame
+    backend: str = setting("scripted", "teleoperator: sigma7 (Force Dimension) or scripted (the sim task's expert)",
+                           choices=TELEOP_BACKENDS)
+    library: str | None = setting(None, "path of the Force Dimension SDK's libdhd.so (sigma7)")
+    scale: float = setting(1.0, "device motion -> robot motion scale", positive=True)
+    noise_std: float = setting(0.0, "action noise of the scripted expert")
+    open_angle: float = setting(0.45, "sigma.7 gripper angle (rad) read as fully open")
+    closed_angle: float = setting(0.05, "sigma.7 gripper angle (rad) read as fully closed")
+    axes: tuple[tuple[float, ...], ...] | None = setting(None, "rotation from the device frame to the robot base frame",
+                                                         parse=_rotation, expect="3x3 rotation matrix")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        """Rules involving several fields: (field, problem) pairs."""
+        if self.open_angle == self.closed_angle:
+            yield "", "open_angle and closed_angle must differ"
 
 
 @dataclass(frozen=True)
 class KeyboardConfig:
     """The operator keyboard: pynput with key bindings, or a script of events per episode."""
 
-    backend: str = "scripted"
-    keys: Mapping[str, KeyEvent] = field(default_factory=lambda: dict(DEFAULT_KEYS))
-    episodes: tuple[tuple[tuple[int, KeyEvent], ...], ...] = ()
-    on_success: KeyEvent | None = None
+    backend: str = setting("scripted", "operator keyboard: pynput or scripted", choices=KEYBOARD_BACKENDS)
+    keys: Mapping[str, KeyEvent] = setting(help="single character -> event; default s=start f=finish d=discard q=quit "
+                                                "y=success n=failure",
+                                           factory=lambda: dict(DEFAULT_KEYS), parse=_key_bindings,
+                                           expect="{character: event}")
+    episodes: tuple[tuple[tuple[int, KeyEvent], ...], ...] = setting(
+        (), "scripted keyboard: the events of each episode", parse=_episode_scripts,
+        expect="[[{at: <poll count>, key: <event>}, ...], ...]")
+    on_success: KeyEvent | None = setting(None, "event the simulated operator sends when the task succeeds",
+                                          parse=_event, expect="event name")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        """Rules involving several fields: (field, problem) pairs."""
+        if self.backend == "scripted" and not self.episodes:
+            yield "episodes", "a scripted keyboard needs at least one episode script"
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """The simulated scene behind sim backends."""
 
-    task: str = "lift"
-    seed: int | None = 0
+    task: str = setting("lift", "simulation task of the sim backends")
+    seed: int | None = setting(0, "seed of the simulated scene's initial states")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RigConfig:
     """Everything about one rig; `task` names the episodes it records."""
 
-    name: str
-    task: str
-    rate_hz: float
-    max_steps: int
-    workspace: Workspace
-    arm: ArmConfig
-    cameras: tuple[CameraConfig, ...]
-    teleop: TeleopConfig
-    keyboard: KeyboardConfig
-    home_pose: tuple[float, ...] | None = None
-    sim: SimConfig = SimConfig()
-    source: str | None = None
+    name: str = setting("rig", "rig name")
+    task: str = setting(help="task name the recorded episodes carry")
+    rate_hz: float = setting(help="control rate (Hz)", positive=True)
+    max_steps: int = setting(1000, "step limit of one episode", positive=True)
+    workspace: Workspace = setting(help="box (m, robot base frame) the commanded TCP position is clipped to",
+                                   parse=_workspace, expect="{low: [x, y, z], high: [x, y, z]}")
+    arm: ArmConfig = setting(help="the arm")
+    cameras: tuple[CameraConfig, ...] = setting((), "the cameras", expect="a list of cameras")
+    teleop: TeleopConfig = setting(help="the teleoperator", factory=TeleopConfig)
+    keyboard: KeyboardConfig = setting(help="the operator keyboard", factory=KeyboardConfig)
+    home_pose: tuple[float, ...] | None = setting(None, "TCP pose each episode starts from", length=7,
+                                                  expect="[x, y, z, qw, qx, qy, qz]")
+    sim: SimConfig = setting(help="the simulated scene", factory=SimConfig)
+    source: str | None = setting(None, "the file the config was read from", in_file=False)
 
     @property
     def uses_sim(self) -> bool:
@@ -105,184 +221,44 @@ class RigConfig:
         """Control period in seconds."""
         return 1.0 / self.rate_hz
 
-
-_TOP = {"name", "task", "rate_hz", "max_steps", "workspace", "arm", "cameras", "teleop", "keyboard", "home_pose", "sim"}
-
-
-def _section(raw: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise RigConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise RigConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-    return dict(raw)
-
-
-def _number(value: Any, where: str, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RigConfigError(f"{where}: expected a number, got {value!r}")
-    if positive and value <= 0:
-        raise RigConfigError(f"{where}: must be > 0, got {value}")
-    return float(value)
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        """Rules involving several fields: (field, problem) pairs."""
+        if not self.task:
+            yield "task", f"expected a task name, got {self.task!r}"
+        names = [c.name for c in self.cameras]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                yield f"cameras[{i}].name", f"camera name {name!r} is used twice"
+        if self.home_pose is not None and not self.workspace.contains(self.home_pose[:3]):
+            yield "home_pose", f"{self.home_pose[:3]} lies outside the workspace {self.workspace}"
+        if self.arm.backend == "flexiv" and self.home_pose is None:
+            yield "home_pose", "a real arm needs a home pose to start each episode from"
+        if self.uses_sim:
+            problem = _unknown_sim_task(self.sim.task)
+            if problem:
+                yield "sim.task", problem
 
 
-def _backend(raw: dict[str, Any], where: str, allowed: tuple[str, ...], default: str) -> str:
-    backend = raw.get("backend", default)
-    if backend not in allowed:
-        raise RigConfigError(f"{where}.backend: {backend!r} is not one of {list(allowed)}")
-    return backend
-
-
-def _fields(cls: type) -> set[str]:
-    return set(cls.__dataclass_fields__)
-
-
-def _arm(raw: Any) -> ArmConfig:
-    data = _section(raw, "arm", _fields(ArmConfig))
-    backend = _backend(data, "arm", ARM_BACKENDS, "sim")
-    if backend == "flexiv" and not data.get("serial"):
-        raise RigConfigError("arm.serial: the flexiv backend needs the robot's serial number (e.g. 'Rizon4-062468')")
-    for key in ("max_gripper_width", "max_linear_vel", "max_angular_vel"):
-        if key in data:
-            data[key] = _number(data[key], f"arm.{key}")
-    if "serial" in data and data["serial"] is not None:
-        data["serial"] = str(data["serial"])
-    return ArmConfig(**{**data, "backend": backend})
-
-
-def _cameras(raw: Any) -> tuple[CameraConfig, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise RigConfigError(f"cameras: expected a list of cameras, got {type(raw).__name__}")
-    out, names = [], set()
-    for i, item in enumerate(raw):
-        where = f"cameras[{i}]"
-        data = _section(item, where, _fields(CameraConfig))
-        name = data.get("name")
-        if not isinstance(name, str) or not name.replace("_", "").isalnum():
-            raise RigConfigError(f"{where}.name: give each camera a name of letters, digits and '_', got {name!r}")
-        if name in names:
-            raise RigConfigError(f"{where}.name: camera name {name!r} is used twice")
-        names.add(name)
-        backend = _backend(data, where, CAMERA_BACKENDS, "sim")
-        if backend == "realsense" and not data.get("serial"):
-            raise RigConfigError(f"{where}.serial: a realsense camera needs its serial number (quote it: \"135122079702\")")
-        if backend == "sim" and not data.get("sim_camera"):
-            raise RigConfigError(f"{where}.sim_camera: a sim camera needs the scene camera to render (e.g. agentview)")
-        for key in ("width", "height", "fps"):
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                    raise RigConfigError(f"{where}.{key}: expected a positive integer, got {value!r}")
-        if data.get("resize") is not None:
-            size = data["resize"]
-            if (not isinstance(size, list) or len(size) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-                raise RigConfigError(f"{where}.resize: expected [width, height] in pixels, got {size!r}")
-            data["resize"] = tuple(size)
-        if "serial" in data and data["serial"] is not None:
-            data["serial"] = str(data["serial"])
-        out.append(CameraConfig(**{**data, "backend": backend}))
-    return tuple(out)
-
-
-def _teleop(raw: Any) -> TeleopConfig:
-    data = _section(raw, "teleop", _fields(TeleopConfig))
-    backend = _backend(data, "teleop", TELEOP_BACKENDS, "scripted")
-    if "scale" in data:
-        data["scale"] = _number(data["scale"], "teleop.scale")
-    for key in ("open_angle", "closed_angle"):
-        if key in data:
-            data[key] = _number(data[key], f"teleop.{key}", positive=False)
-    if data.get("open_angle", 0.45) == data.get("closed_angle", 0.05):
-        raise RigConfigError("teleop: open_angle and closed_angle must differ")
-    if data.get("axes") is not None:
-        import numpy as np
-
-        try:
-            axes = np.array(data["axes"], dtype=np.float64)
-        except (TypeError, ValueError):
-            axes = np.zeros(0)
-        if axes.shape != (3, 3) or not np.allclose(axes @ axes.T, np.eye(3), atol=1e-6) or np.linalg.det(axes) < 0:
-            raise RigConfigError(f"teleop.axes: expected a 3x3 rotation matrix (rows of the robot axes in device "
-                                 f"coordinates), got {data['axes']!r}")
-        data["axes"] = tuple(tuple(float(v) for v in row) for row in axes)
-    return TeleopConfig(**{**data, "backend": backend})
-
-
-def _keyboard(raw: Any) -> KeyboardConfig:
-    data = _section(raw, "keyboard", _fields(KeyboardConfig))
-    backend = _backend(data, "keyboard", KEYBOARD_BACKENDS, "scripted")
+def _unknown_sim_task(task: str) -> str | None:
+    """Why the simulation task does not exist, or None."""
     try:
-        keys = {str(k).lower(): parse_event(v) for k, v in (data.get("keys") or {}).items()} or dict(DEFAULT_KEYS)
-        long = [k for k in keys if len(k) != 1]
-        if long:
-            raise ValueError(f"keyboard.keys: bind single characters, got {long}")
-        episodes = []
-        for i, script in enumerate(data.get("episodes") or []):
-            if not isinstance(script, list):
-                raise ValueError(f"keyboard.episodes[{i}] must be a list of {{at: N, key: EVENT}}")
-            events = []
-            for item in script:
-                if not isinstance(item, Mapping) or set(item) != {"at", "key"} or not isinstance(item["at"], int):
-                    raise ValueError(f"keyboard.episodes[{i}]: each event is {{at: <poll count>, key: <event>}}, "
-                                     f"got {item!r}")
-                events.append((int(item["at"]), parse_event(item["key"])))
-            episodes.append(tuple(events))
-        on_success = parse_event(data["on_success"]) if data.get("on_success") else None
+        from sime_policy.envs.tasks import get_task
+
+        get_task(task)
+    except ImportError:  # pragma: no cover - the simulation extra is missing
+        return None
     except ValueError as exc:
-        raise RigConfigError(str(exc)) from None
-    if backend == "scripted" and not episodes:
-        raise RigConfigError("keyboard.episodes: a scripted keyboard needs at least one episode script")
-    return KeyboardConfig(backend=backend, keys=keys, episodes=tuple(episodes), on_success=on_success)
+        return str(exc)
+    return None
 
 
 def rig_config_from_dict(raw: Any, source: str | None = None) -> RigConfig:
     """Validate a parsed YAML mapping into a RigConfig (RigConfigError naming the bad field)."""
-    data = _section(raw, "rig config", _TOP)
-    for key in ("task", "rate_hz", "workspace", "arm"):
-        if key not in data:
-            raise RigConfigError(f"rig config: missing required field {key!r}")
-    if not isinstance(data["task"], str) or not data["task"]:
-        raise RigConfigError(f"task: expected a task name, got {data['task']!r}")
-    rate = _number(data["rate_hz"], "rate_hz")
-    max_steps = data.get("max_steps", 1000)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise RigConfigError(f"max_steps: expected a positive integer, got {max_steps!r}")
-    ws = _section(data["workspace"], "workspace", {"low", "high"})
     try:
-        workspace = Workspace(tuple(_number(v, "workspace.low", False) for v in ws.get("low", ())),
-                              tuple(_number(v, "workspace.high", False) for v in ws.get("high", ())))
-    except (ValueError, TypeError) as exc:
-        raise RigConfigError(f"workspace: {exc}") from None
-    home = data.get("home_pose")
-    if home is not None:
-        if not isinstance(home, list) or len(home) != 7:
-            raise RigConfigError(f"home_pose: expected [x, y, z, qw, qx, qy, qz], got {home!r}")
-        home = tuple(_number(v, "home_pose", False) for v in home)
-        if not workspace.contains(home[:3]):
-            raise RigConfigError(f"home_pose {home[:3]} lies outside the workspace {workspace}")
-    sim = _section(data.get("sim"), "sim", {"task", "seed"})
-    arm = _arm(data["arm"])
-    if arm.backend == "flexiv" and home is None:
-        raise RigConfigError("home_pose: a real arm needs a home pose to start each episode from")
-    config = RigConfig(
-        name=str(data.get("name") or "rig"), task=data["task"], rate_hz=rate, max_steps=max_steps,
-        workspace=workspace, arm=arm, cameras=_cameras(data.get("cameras")), teleop=_teleop(data.get("teleop")),
-        keyboard=_keyboard(data.get("keyboard")), home_pose=home, sim=SimConfig(**sim), source=source)
-    if config.uses_sim:
-        try:
-            from sime_policy.envs.tasks import get_task
-
-            get_task(config.sim.task)
-        except ImportError:  # pragma: no cover - sime_policy missing entirely
-            pass
-        except ValueError as exc:
-            raise RigConfigError(f"sim.task: {exc}") from None
-    return config
+        config = from_mapping(RigConfig, raw, label="rig config")
+    except SettingError as exc:
+        raise RigConfigError(str(exc)) from None
+    return dataclasses.replace(config, source=source)
 
 
 def load_rig_config(path: str | os.PathLike) -> RigConfig:

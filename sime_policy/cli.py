@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sime_data.cli_store import accept_store_anywhere, resolve_store
 
+from .settings import add_flags, field_help, flag_values
+
 if TYPE_CHECKING:  # pragma: no cover
     from .policy.config import ExperimentConfig
     from .policy.exploration import Exploration
@@ -87,22 +89,31 @@ def _add_track_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 
 # ---------------------------------------------------------------------- train
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train a diffusion policy on a store version."""
-    from .training.trainer import DistContext, train
+def experiment_config_from_args(args: argparse.Namespace) -> "ExperimentConfig":
+    """The ExperimentConfig of `sime train`: a preset, file or checkpoint's config with --set and field flags on top."""
+    from .policy.config import ExperimentConfig, PolicyConfig, TrainConfig
 
     if args.config is None:
         if args.resume is None:
             raise ValueError("train needs --config PRESET_OR_FILE (or --resume CKPT to reuse a checkpoint's config)")
-        from .policy.config import ExperimentConfig
         from .training.checkpoint import checkpoint_info
 
-        saved = ExperimentConfig.from_dict(checkpoint_info(args.resume)["config"])
-        config = saved.with_overrides(seed=args.seed, steps=args.steps, **_overrides(args.set or []))
+        config = ExperimentConfig.from_dict(checkpoint_info(args.resume)["config"])
     else:
-        config = load_config(args.config, seed=args.seed, steps=args.steps, overrides=args.set or [])
-    if args.batch_size is not None:
-        config = config.with_overrides(batch_size=args.batch_size)
+        config = load_config(args.config)
+    updates = _overrides(args.set or [])
+    flags = {**flag_values(args, PolicyConfig), **flag_values(args, TrainConfig)}
+    clashes = sorted(k for k in flags if k in updates and updates[k] != flags[k])
+    if clashes:
+        raise ValueError(f"{', '.join(clashes)} given twice, by --set and by its own flag, with different values")
+    return config.with_overrides(**{**updates, **flags})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a diffusion policy on a store version."""
+    from .training.trainer import DistContext, train
+
+    config = experiment_config_from_args(args)
     if args.out is not None:
         out = Path(args.out)
     elif args.resume is not None:
@@ -133,16 +144,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .policy.config import PolicyConfig, TrainConfig
+
     p = sub.add_parser("train", help="train a diffusion policy on a store version",
-                       description="Train a diffusion policy on a store version (runs under torchrun for DDP).")
+                       description="Train a diffusion policy on a store version (runs under torchrun for DDP). "
+                                   "Every policy and training setting has its own flag; unset ones keep the "
+                                   "config's value.")
     p.add_argument("--store", required=True, help="store location")
     p.add_argument("--version", required=True, help="version name to train on")
     p.add_argument("--config", default=None,
                    help="preset name (e.g. lift_lowdim, lift_lowdim_cpu) or a JSON file; with --resume, default: the "
                         "checkpoint's config")
-    p.add_argument("--seed", type=int, default=None, help="training seed (default: the config's)")
-    p.add_argument("--steps", type=int, default=None, help="total optimisation steps (default: the config's)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size per process")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a policy/train config field, e.g. --set lr=3e-4 --set down_dims=[64,128]")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config>-<version>-seed<seed>, or the "
@@ -155,6 +167,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON first")
     _add_track_argument(p, "losses, learning rate, gradient norm and the fit report")
+    unset = "(default: the config's)"
+    add_flags(p.add_argument_group("training settings (TrainConfig)"), TrainConfig, default_note=unset)
+    add_flags(p.add_argument_group("policy settings (PolicyConfig)"), PolicyConfig, default_note=unset)
     p.set_defaults(func=cmd_train)
 
 
@@ -289,42 +304,6 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demos)
 
 
-# ---------------------------------------------------------------------- flags from dataclasses
-def dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = ()) -> list[str]:
-    """Add one ``--kebab-case`` flag per field of dataclass `cls` (except `skip`); returns the field names.
-
-    The type comes from the annotation (``X | None`` as X; ``tuple[T, ...]`` as ``nargs="+"`` of T; bool as
-    ``--flag/--no-flag``), help and choices from the field's metadata, and every default is None so that a
-    preset's value stays unless the flag is given.
-    """
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    added: list[str] = []
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        kind = hints[f.name]
-        args_of = [a for a in typing.get_args(kind) if a is not type(None)]
-        if type(None) in typing.get_args(kind) and len(args_of) == 1:  # X | None
-            kind = args_of[0]
-        options: dict[str, Any] = {"default": None, "help": f.metadata.get("help")}
-        if "choices" in f.metadata:
-            options["choices"] = f.metadata["choices"]
-        if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is tuple:
-            item = typing.get_args(kind)[0]
-            options.update(type=item, nargs="+")
-        elif kind in (int, float):
-            options["type"] = kind
-        elif kind is not str:
-            raise TypeError(f"{cls.__name__}.{f.name}: no flag for a field of type {kind!r}")
-        parser.add_argument("--" + f.name.replace("_", "-"), **options)
-        added.append(f.name)
-    return added
-
-
 # ---------------------------------------------------------------------- run / report
 #: PipelineConfig fields whose `sime run` flags are written by hand (another name, or another meaning)
 _RUN_HANDWRITTEN = {"policy_preset": "--config", "train_steps": "--steps", "record_demos": "--record-demos",
@@ -337,8 +316,7 @@ def pipeline_config_from_args(args: argparse.Namespace) -> Any:
     from .pipeline import PipelineConfig, get_pipeline_preset
 
     config = get_pipeline_preset(args.preset) if args.preset else PipelineConfig()
-    updates = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)
-               if f.name not in _RUN_HANDWRITTEN}
+    updates: dict[str, Any] = flag_values(args, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
     updates.update({
         "name": args.name if args.name else (None if args.preset else f"{args.task or config.task}"),
         "policy_preset": args.config, "train_steps": args.steps,
@@ -381,7 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     from .pipeline import PIPELINE_PRESETS, PipelineConfig
 
-    doc = {f.name: f.metadata["help"] for f in dataclasses.fields(PipelineConfig)}
+    doc = field_help(PipelineConfig)
     p = sub.add_parser("run", help="run the whole SIME pipeline (resumable)",
                        description="Round 0: train on the core demos, evaluate without exploration (score and the "
                                    "baseline's data), collect with SIME exploration. Each later round, for both "
@@ -393,7 +371,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
                    help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
     p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")
-    dataclass_flags(p, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
+    add_flags(p, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
     p.add_argument("--record-demos", action="store_true", help=doc["record_demos"])
     p.add_argument("--config", default=None, help=doc["policy_preset"])
     p.add_argument("--steps", type=int, default=None, help=doc["train_steps"])

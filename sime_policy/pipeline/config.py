@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from sime_data.selection import RULES, check_rule, check_threshold
+
+from ..settings import check_fields, setting
 
 BRANCHES = ("baseline", "sime")
 DEFAULT_STATES_SEED = 100_000       # collection states: the same for every seed, round and branch
@@ -20,14 +22,6 @@ FIT_GATES = ("warn", "stop")
 NOISE_UNITS = ("raw", "normalized")
 
 
-def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field documented in its metadata (`sime run` builds its flags' help and choices from it)."""
-    metadata: dict[str, Any] = {"help": help}
-    if choices is not None:
-        metadata["choices"] = choices
-    return field(default=default, metadata=metadata)
-
-
 #: settings that do not change any round's results (older stores recorded some of them in their identity)
 _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos", "curate", "envs", "parallel", "device",
                     "fit_gate", "track", "reuse_unchanged")
@@ -37,64 +31,69 @@ _NOT_IN_IDENTITY = ("seeds", "rounds", "workers", "train_threads", "record_demos
 class PipelineConfig:
     """Everything that defines a run: task, data, rounds, seeds, exploration, selection and rollout counts."""
 
-    name: str = _setting("run", "run name: versions go to <task>/sime/<name>/... (default: preset or task)")
-    task: str = _setting("lift", "simulation task (default lift)")
-    demos: int = _setting(10, "core demos round 0 trains on (version <task>/core_N)")
-    rounds: int = _setting(1, "self-improvement rounds after round 0 (default 1)")
-    seeds: tuple[int, ...] = _setting((233,), "training seeds (default 233)")
-    policy_preset: str | None = _setting(None, "policy preset each round trains with (default <task>_lowdim_cpu)")
-    train_steps: int | None = _setting(None, "fixed training steps per round (replaces the preset's data-scaled "
-                                             "budget)")
-    train_epochs: float | None = _setting(None, "data-scaled budget: passes over the training windows per round "
-                                                "(with --min-train-steps and --train-step-cap)")
-    min_train_steps: int | None = _setting(None, "floor of the data-scaled budget")
-    train_step_cap: int | None = _setting(None, "cap of the data-scaled budget")
-    init_from: str = _setting("scratch", "round r+1 trains from scratch (default, as the reference) or fine-tunes "
+    name: str = setting("run", "run name: versions go to <task>/sime/<name>/... (default: preset or task)")
+    task: str = setting("lift", "simulation task (default lift)")
+    demos: int = setting(10, "core demos round 0 trains on (version <task>/core_N)", positive=True)
+    rounds: int = setting(1, "self-improvement rounds after round 0 (default 1)")
+    seeds: tuple[int, ...] = setting((233,), "training seeds (default 233)")
+    policy_preset: str | None = setting(None, "policy preset each round trains with (default <task>_lowdim_cpu)")
+    train_steps: int | None = setting(None, "fixed training steps per round (replaces the preset's data-scaled "
+                                             "budget)", positive=True)
+    train_epochs: float | None = setting(None, "data-scaled budget: passes over the training windows per round "
+                                                "(with --min-train-steps and --train-step-cap)", positive=True)
+    min_train_steps: int | None = setting(None, "floor of the data-scaled budget", positive=True)
+    train_step_cap: int | None = setting(None, "cap of the data-scaled budget", positive=True)
+    init_from: str = setting("scratch", "round r+1 trains from scratch (default, as the reference) or fine-tunes "
                                          "round r's weights", choices=INIT_FROM)
-    fit_gate: str = _setting("warn", "a round whose policy fits its training data poorly: warn and collect anyway "
+    fit_gate: str = setting("warn", "a round whose policy fits its training data poorly: warn and collect anyway "
                                      "(default), or stop before its rollouts (exit 4)", choices=FIT_GATES)
-    noise_scale: float = _setting(0.01, "SIME exploration noise scale (default 0.01)")
-    image_noise_scale: float | None = _setting(None, "separate noise scale for image features")
-    noise_units: str = _setting("raw", "units of --noise-scale on low-dim observations (default raw, as the SIME "
+    noise_scale: float = setting(0.01, "SIME exploration noise scale (default 0.01)")
+    image_noise_scale: float | None = setting(None, "separate noise scale for image features")
+    noise_units: str = setting("raw", "units of --noise-scale on low-dim observations (default raw, as the SIME "
                                        "reference; or normalized)", choices=NOISE_UNITS)
-    tau1: float = _setting(0.0, "exploration schedule start (default 0)")
-    tau2: float = _setting(1.0, "exploration schedule end (default 1)")
-    rule: str = _setting("sr_lss", "selection rule (default sr_lss)", choices=tuple(RULES))
-    threshold: float = _setting(0.5, "keep successes of initial states with success rate below this, in [0, 1.01] "
+    tau1: float = setting(0.0, "exploration schedule start (default 0)")
+    tau2: float = setting(1.0, "exploration schedule end (default 1)")
+    rule: str = setting("sr_lss", "selection rule (default sr_lss)", choices=tuple(RULES))
+    threshold: float = setting(0.5, "keep successes of initial states with success rate below this, in [0, 1.01] "
                                      "(default 0.5)")
     # replay-verified smoothing of the selected rollouts before they join the training data (sime_policy/collect/smoothing.py)
-    smooth: bool = _setting(False, "replay-verified smoothing of the selected rollouts before retraining: "
+    smooth: bool = setting(False, "replay-verified smoothing of the selected rollouts before retraining: "
                                    "moving-average pose targets, no gripper runs under 4 steps, re-executed from the "
                                    "recorded start and kept only if it still succeeds (default off; the quick preset "
                                    "turns it on)")
-    init_states: int = _setting(50, "collection initial states (default 50)")
-    trials: int = _setting(5, "trials per collection state (default 5)")
-    states_seed: int = _setting(DEFAULT_STATES_SEED, "seed drawing the initial states, the same for every seed, "
+    init_states: int = setting(50, "collection initial states (default 50)", positive=True)
+    trials: int = setting(5, "trials per collection state (default 5)", positive=True)
+    states_seed: int = setting(DEFAULT_STATES_SEED, "seed drawing the initial states, the same for every seed, "
                                                      "round and branch (default 100000)")
     # held-out evaluation states (the score); 0: score on the collection states, as the SIME reference does
-    eval_states: int = _setting(50, "held-out evaluation states, the score (default 50); 0 scores on the collection "
+    eval_states: int = setting(50, "held-out evaluation states, the score (default 50); 0 scores on the collection "
                                     "states as the SIME reference does")
-    eval_trials: int | None = _setting(None, "trials per evaluation state (default: --trials)")
-    eval_states_seed: int = _setting(DEFAULT_EVAL_STATES_SEED, "seed drawing the evaluation states (200000)")
-    max_steps: int | None = _setting(None, "step limit of the collection rollouts (default: the task horizon)")
-    eval_max_steps: int | None = _setting(None, "step limit of the scoring rollouts (default: --max-steps)")
-    workers: int = _setting(1, "rollout processes, shared out between the jobs running at once (default 1)")
-    envs: int = _setting(16, "simulators per rollout process (default 16; one batched policy call per chunk)")
-    lanes: int = _setting(16, "policy rows per forward pass (default 16; fixes the float results)")
-    parallel: int = _setting(1, "independent jobs (seeds x branches of a round) at once on this machine (default 1)")
-    device: str | None = _setting(None, "training and rollout inference device (cpu, cuda; default cpu)")
+    eval_trials: int | None = setting(None, "trials per evaluation state (default: --trials)", positive=True)
+    eval_states_seed: int = setting(DEFAULT_EVAL_STATES_SEED, "seed drawing the evaluation states (200000)")
+    max_steps: int | None = setting(None, "step limit of the collection rollouts (default: the task horizon)",
+                                    positive=True)
+    eval_max_steps: int | None = setting(None, "step limit of the scoring rollouts (default: --max-steps)",
+                                         positive=True)
+    workers: int = setting(1, "rollout processes, shared out between the jobs running at once (default 1)",
+                           positive=True)
+    envs: int = setting(16, "simulators per rollout process (default 16; one batched policy call per chunk)",
+                        positive=True)
+    lanes: int = setting(16, "policy rows per forward pass (default 16; fixes the float results)", positive=True)
+    parallel: int = setting(1, "independent jobs (seeds x branches of a round) at once on this machine (default 1)",
+                            positive=True)
+    device: str | None = setting(None, "training and rollout inference device (cpu, cuda; default cpu)")
     # torch threads while training: 1 is several times faster than 2 whenever anything else uses a core
-    train_threads: int | None = _setting(1, "torch threads while training (default 1: robust on a busy CPU; try 2+ "
-                                            "on an idle machine)")
-    record_demos: bool = _setting(False, "record scripted demos if the store has none")
-    curate: bool = _setting(False, "stop after each selection until a person saves the trimmed version")
+    train_threads: int | None = setting(1, "torch threads while training (default 1: robust on a busy CPU; try 2+ "
+                                            "on an idle machine)", positive=True)
+    record_demos: bool = setting(False, "record scripted demos if the store has none")
+    curate: bool = setting(False, "stop after each selection until a person saves the trimmed version")
     # a round whose training data did not change reuses the previous round's policy and rollouts (carry_over.py)
-    reuse_unchanged: bool = _setting(True, "reuse the previous round's policy and rollouts when a round's training "
+    reuse_unchanged: bool = setting(True, "reuse the previous round's policy and rollouts when a round's training "
                                            "data did not change")
-    track: str = _setting("none", "experiment tracking: none, tensorboard, wandb or tensorboard,wandb")
+    track: str = setting("none", "experiment tracking: none, tensorboard, wandb or tensorboard,wandb")
     # no validation split by default: with a handful of demos every episode is worth training on
-    policy_overrides: dict[str, Any] = field(default_factory=lambda: {"val_ratio": 0.0}, metadata={
-        "help": "policy/train config fields set on top of the policy preset"})
+    policy_overrides: dict[str, Any] = setting(help="policy/train config fields set on top of the policy preset",
+                                               factory=lambda: {"val_ratio": 0.0})
 
     @property
     def preset(self) -> str:
@@ -150,11 +149,7 @@ class PipelineConfig:
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
         check_rule(self.rule)
         check_threshold(self.threshold)
-        for label, value in (("demos", self.demos), ("init_states", self.init_states), ("trials", self.trials),
-                             ("workers", self.workers), ("envs", self.envs), ("lanes", self.lanes),
-                             ("parallel", self.parallel)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        check_fields(self)  # the types, bounds and choices declared on the fields
         if self.rule != "success" and 0 < self.threshold <= 1.0 / self.trials:
             raise ValueError(f"with {self.trials} trials per collection state, a state with any success has a success "
                              f"rate of at least {1.0 / self.trials:g}, so {self.rule}_{self.threshold:g} can never "
@@ -162,38 +157,17 @@ class PipelineConfig:
         if isinstance(self.eval_states, bool) or not isinstance(self.eval_states, int) or self.eval_states < 0:
             raise ValueError(f"eval_states must be an integer >= 0 (0: score on the collection states), got "
                              f"{self.eval_states!r}")
-        if self.eval_trials is not None and (isinstance(self.eval_trials, bool) or not isinstance(self.eval_trials, int)
-                                             or self.eval_trials < 1):
-            raise ValueError(f"eval_trials must be a positive integer, got {self.eval_trials!r}")
         if self.held_out and self.eval_states_seed == self.states_seed:
             raise ValueError("eval_states_seed must differ from states_seed: evaluation states are held out")
-        if self.train_steps is not None and self.train_steps < 1:
-            raise ValueError(f"train_steps must be positive, got {self.train_steps}")
         if self.train_steps is not None and self.train_epochs is not None:
             raise ValueError("give train_steps (a fixed count) or train_epochs (scaled with the data), not both")
-        if self.train_epochs is not None and not self.train_epochs > 0:
-            raise ValueError(f"train_epochs must be positive, got {self.train_epochs}")
-        for label, value in (("min_train_steps", self.min_train_steps), ("train_step_cap", self.train_step_cap)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        if self.init_from not in INIT_FROM:
-            raise ValueError(f"init_from must be one of {', '.join(INIT_FROM)}, got {self.init_from!r}")
-        if self.fit_gate not in FIT_GATES:
-            raise ValueError(f"fit_gate must be one of {', '.join(FIT_GATES)}, got {self.fit_gate!r}")
-        if self.noise_units not in NOISE_UNITS:
-            raise ValueError(f"noise_units must be one of {', '.join(NOISE_UNITS)}, got {self.noise_units!r}")
         if self.device is not None:
             from ..training.devices import resolve_device
 
             resolve_device(self.device)  # ValueError naming the device when it is not here
-        if self.train_threads is not None and self.train_threads < 1:
-            raise ValueError(f"train_threads must be positive (or None for torch's default), got {self.train_threads}")
         from ..training.tracking import check_track_spec
 
         check_track_spec(self.track)  # TrackingError (a ValueError) naming an unknown backend or a missing package
-        for label, value in (("max_steps", self.max_steps), ("eval_max_steps", self.eval_max_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if self.noise_scale < 0 or not 0.0 <= self.tau1 <= self.tau2 <= 1.0:
             raise ValueError("need noise_scale >= 0 and 0 <= tau1 <= tau2 <= 1")
         experiment = get_preset(self.preset)

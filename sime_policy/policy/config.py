@@ -7,32 +7,38 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
+from ..settings import check_fields, setting
+
 LOWDIM_SINGLE_ARM = ("obs/object", "obs/robot0_eef_pos", "obs/robot0_eef_quat", "obs/robot0_gripper_qpos")
 LOWDIM_TWO_ARM = LOWDIM_SINGLE_ARM + ("obs/robot1_eef_pos", "obs/robot1_eef_quat", "obs/robot1_gripper_qpos")
 IMAGE_PROPRIO = ("obs/robot0_eef_pos", "obs/robot0_eef_quat", "obs/robot0_gripper_qpos")
+SCHEDULERS = ("ddim", "ddpm")
+PREDICTION_TYPES = ("epsilon", "sample")
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     """Architecture, action chunking and diffusion settings of one policy."""
 
-    obs_keys: tuple[str, ...] = LOWDIM_SINGLE_ARM
-    action_key: str = "actions"
-    horizon: int = 16
-    n_obs_steps: int = 2
-    n_action_steps: int = 8
-    down_dims: tuple[int, ...] = (256, 512, 1024)
-    diffusion_step_embed_dim: int = 128
-    kernel_size: int = 5
-    n_groups: int = 8
-    num_train_timesteps: int = 100
-    num_inference_steps: int = 10
-    scheduler: str = "ddim"  # "ddim" or "ddpm" at inference; training always uses the DDPM forward process
-    beta_schedule: str = "squaredcos_cap_v2"
-    clip_sample: bool = True
-    prediction_type: str = "epsilon"
-    image_feature_dim: int = 512
-    crop_hw: tuple[int, int] | None = None  # random crop for image keys; None: 90% of the stored size
+    obs_keys: tuple[str, ...] = setting(LOWDIM_SINGLE_ARM, "observation keys the policy is conditioned on")
+    action_key: str = setting("actions", "store array the policy predicts")
+    horizon: int = setting(16, "action steps in each denoised chunk", positive=True)
+    n_obs_steps: int = setting(2, "observation steps in the condition", positive=True)
+    n_action_steps: int = setting(8, "actions of each chunk executed before predicting again", positive=True)
+    down_dims: tuple[int, ...] = setting((256, 512, 1024), "UNet channel widths, one per resolution", positive=True)
+    diffusion_step_embed_dim: int = setting(128, "width of the diffusion-step embedding", positive=True)
+    kernel_size: int = setting(5, "UNet convolution kernel size", positive=True)
+    n_groups: int = setting(8, "GroupNorm groups in the UNet", positive=True)
+    num_train_timesteps: int = setting(100, "diffusion timesteps of the training (DDPM) process", positive=True)
+    num_inference_steps: int = setting(10, "denoising steps at inference", positive=True)
+    scheduler: str = setting("ddim", "inference scheduler (training always uses the DDPM forward process)",
+                             choices=SCHEDULERS)
+    beta_schedule: str = setting("squaredcos_cap_v2", "diffusers beta schedule")
+    clip_sample: bool = setting(True, "clip denoised samples to [-1, 1]")
+    prediction_type: str = setting("epsilon", "what the network predicts", choices=PREDICTION_TYPES)
+    image_feature_dim: int = setting(512, "features per camera from the image encoder", positive=True)
+    crop_hw: tuple[int, int] | None = setting(None, "random crop (height, width) of image keys; unset: 90% of the "
+                                                    "stored size", positive=True)
 
     def validate(self) -> "PolicyConfig":
         """Raise ValueError on inconsistent settings; return self."""
@@ -43,10 +49,7 @@ class PolicyConfig:
         if self.n_action_steps < 1 or self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
             raise ValueError(f"n_action_steps={self.n_action_steps} does not fit in horizon={self.horizon} "
                              f"after n_obs_steps={self.n_obs_steps}")
-        if self.scheduler not in ("ddim", "ddpm"):
-            raise ValueError(f"scheduler must be 'ddim' or 'ddpm', got {self.scheduler!r}")
-        if self.prediction_type not in ("epsilon", "sample"):
-            raise ValueError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
+        check_fields(self)
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
             raise ValueError("num_inference_steps must be between 1 and num_train_timesteps")
         return self
@@ -56,28 +59,35 @@ class PolicyConfig:
 class TrainConfig:
     """Optimisation, EMA, validation and checkpointing settings."""
 
-    steps: int = 100_000               # fixed budget, used when `epochs` is None
-    epochs: float | None = None        # data-scaled budget: passes over the training windows (see training/budget.py)
-    min_steps: int = 0                 # floor of the data-scaled budget
-    step_cap: int | None = None        # cap of the data-scaled budget
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-6
-    betas: tuple[float, float] = (0.95, 0.999)
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    use_ema: bool = True
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
-    val_ratio: float = 0.05
-    val_every: int = 1000
-    val_batches: int = 4
-    checkpoint_every: int = 5000
-    log_every: int = 50
-    seed: int = 0
-    num_threads: int | None = None
-    fit_report: bool = True            # open-loop fit on the training episodes after the last step (fit.json)
-    fit_windows: int = 256             # chunks the fit report predicts
+    steps: int = setting(100_000, "total optimisation steps (the fixed budget, used when epochs is unset)",
+                         positive=True)
+    epochs: float | None = setting(None, "data-scaled budget: passes over the training windows (training/budget.py)",
+                                   positive=True)
+    min_steps: int = setting(0, "floor of the data-scaled budget")
+    step_cap: int | None = setting(None, "cap of the data-scaled budget", positive=True)
+    batch_size: int = setting(256, "batch size per process", positive=True)
+    lr: float = setting(1e-4, "AdamW learning rate", positive=True)
+    weight_decay: float = setting(1e-6, "AdamW weight decay")
+    betas: tuple[float, float] = setting((0.95, 0.999), "AdamW betas")
+    warmup_steps: int = setting(500, "linear warm-up steps of the cosine schedule")
+    grad_clip: float = setting(1.0, "gradient-norm clip (0: none)")
+    use_ema: bool = setting(True, "keep an exponential moving average of the weights and save it")
+    ema_power: float = setting(0.75, "EMA warm-up power (decay 1 - (1 + step)^-power)", positive=True)
+    ema_max_decay: float = setting(0.9999, "EMA decay ceiling", positive=True)
+    val_ratio: float = setting(0.05, "share of episodes held out for the validation loss")
+    val_every: int = setting(1000, "steps between validation losses (0: only after the last step)")
+    val_batches: int = setting(4, "batches per validation loss (0: no validation)")
+    checkpoint_every: int = setting(5000, "steps between checkpoints (0: only the last)")
+    log_every: int = setting(50, "steps between logged losses (0: none)")
+    seed: int = setting(0, "training seed")
+    num_threads: int | None = setting(None, "torch threads; unset: torch's own choice", positive=True)
+    fit_report: bool = setting(True, "open-loop fit on the training episodes after the last step (fit.json)")
+    fit_windows: int = setting(256, "chunks the fit report predicts", positive=True)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError on a setting out of its bounds; return self."""
+        check_fields(self)
+        return self
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,7 @@ class ExperimentConfig:
         if steps is not None:
             train_updates["steps"] = steps
         return replace(self, policy=replace(self.policy, **policy_updates).validate(),
-                       train=replace(self.train, **train_updates))
+                       train=replace(self.train, **train_updates).validate())
 
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:

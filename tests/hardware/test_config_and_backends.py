@@ -55,6 +55,15 @@ def test_shipped_configs_load() -> None:
     (lambda c: c.update(keyboard={"backend": "scripted"}), "a scripted keyboard needs at least one episode"),
     (lambda c: c.update(teleop={"backend": "spacemouse"}), "teleop.backend: 'spacemouse'"),
     (lambda c: c.update(sim={"task": "juggle"}, teleop={"backend": "scripted"}), "sim.task: unknown task 'juggle'"),
+    (lambda c: c.pop("arm"), "rig config: missing required field 'arm'"),
+    (lambda c: c.update(arm="flexiv"), "arm: expected a mapping, got str"),
+    (lambda c: c["cameras"][0].update(name=5), "cameras[0].name: expected text, got 5"),
+    (lambda c: c["cameras"][0].update(fps=29.97), "cameras[0].fps: expected a positive integer, got 29.97"),
+    (lambda c: c.update(home_pose=[0.5, 0, 0.2]), "home_pose: expected [x, y, z, qw, qx, qy, qz]"),
+    (lambda c: c.update(max_steps=0), "max_steps: expected a positive integer, got 0"),
+    (lambda c: c.update(sim={"seed": "zero"}), "sim.seed: expected an integer, got 'zero'"),
+    (lambda c: c["teleop"].update(axes=[[1, 0], [0, 1]]), "teleop.axes: expected a 3x3 rotation matrix"),
+    (lambda c: c["keyboard"].update(episodes=[[{"at": "x", "key": "start"}]]), "keyboard.episodes: episode 0: each"),
 ])
 def test_config_errors_name_the_field(edit, message) -> None:
     raw = copy.deepcopy(_example())
@@ -181,3 +190,28 @@ def test_check_command_reports_every_device(capsys) -> None:
     if _missing("flexivrdk") and _missing("pyrealsense2"):
         assert code == 1 and "FlexivArm" in lines[0] and "FAILED" in lines[0] and "not installed" in lines[0]
         assert "RealSenseCamera" in lines[1] and "libdhd.so" in lines[3]
+
+
+def _paths(raw, prefix=""):
+    """Dotted paths of every leaf field set in a parsed rig file (list items of mappings as name[])."""
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("keys", "workspace"):  # those two are one field each
+            yield from _paths(value, path + ".")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                yield from _paths(item, path + "[].")
+        else:
+            yield path
+
+
+def test_fields_lists_every_field_the_shipped_configs_set(capsys) -> None:
+    from hardware.cli import main
+
+    assert main(["fields"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "cameras[].serial" in listed and "(required)" in listed["task"] and "[flexiv, sim]" in listed["arm.backend"]
+    for name in ("rig_example.yaml", "rig_sim.yaml"):
+        raw = yaml.safe_load((CONFIGS / name).read_text())
+        missing = sorted(set(_paths(raw)) - set(listed))
+        assert not missing, (name, missing)

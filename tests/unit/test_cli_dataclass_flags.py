@@ -1,4 +1,4 @@
-"""`sime run`'s PipelineConfig flags are generated from the dataclass: names, types, help, choices, None defaults."""
+"""`sime run` and `sime train` flags are generated from their config dataclasses: names, types, help, None defaults."""
 
 from __future__ import annotations
 
@@ -7,52 +7,20 @@ import dataclasses
 
 import pytest
 
-from sime_policy.cli import _RUN_HANDWRITTEN, build_parser, dataclass_flags, pipeline_config_from_args
+from sime_policy.cli import _RUN_HANDWRITTEN, build_parser, experiment_config_from_args, pipeline_config_from_args
 from sime_policy.pipeline import PipelineConfig, get_pipeline_preset
 from sime_policy.pipeline import config as pipeline_config
+from sime_policy.policy.config import PolicyConfig, TrainConfig, get_preset
 from sime_policy.policy import exploration
 
 
-@dataclasses.dataclass(frozen=True)
-class _Example:
-    """A dataclass with one field of each supported kind."""
-
-    count: int = dataclasses.field(default=3, metadata={"help": "how many"})
-    scale: float | None = None
-    label: str = dataclasses.field(default="a", metadata={"help": "which", "choices": ("a", "b")})
-    flag: bool = False
-    seeds: tuple[int, ...] = (1,)
-    skipped: int = 0
-
-
-def test_flags_from_a_dataclass() -> None:
-    parser = argparse.ArgumentParser()
-    assert dataclass_flags(parser, _Example, skip=("skipped",)) == ["count", "scale", "label", "flag", "seeds"]
-    assert vars(parser.parse_args([])) == {"count": None, "scale": None, "label": None, "flag": None, "seeds": None}
-    args = parser.parse_args(["--count", "4", "--scale", "0.5", "--label", "b", "--no-flag", "--seeds", "2", "3"])
-    assert vars(args) == {"count": 4, "scale": 0.5, "label": "b", "flag": False, "seeds": [2, 3]}
-    assert parser.parse_args(["--flag"]).flag is True
-    helps = {a.dest: a.help for a in parser._actions}
-    assert helps["count"] == "how many" and helps["label"] == "which"
-    for bad in (["--label", "c"], ["--count", "x"], ["--skipped", "1"]):
-        with pytest.raises(SystemExit):
-            parser.parse_args(bad)
-
-
-def test_unsupported_field_type_is_refused() -> None:
-    @dataclasses.dataclass
-    class Bad:
-        """A field no flag can carry."""
-
-        mapping: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    with pytest.raises(TypeError, match="mapping"):
-        dataclass_flags(argparse.ArgumentParser(), Bad)
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    parser = build_parser()
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    return _subparser("run")
 
 
 def test_every_pipeline_field_has_a_documented_flag() -> None:
@@ -75,3 +43,41 @@ def test_a_preset_keeps_its_values_unless_a_flag_is_given() -> None:
     changed = pipeline_config_from_args(parser.parse_args(["run", "--preset", "quick", "--no-smooth", "--seeds", "1",
                                                            "2", "--noise-units", "normalized", "--lanes", "8"]))
     assert changed == dataclasses.replace(quick, smooth=False, seeds=(1, 2), noise_units="normalized", lanes=8)
+
+
+def test_every_policy_and_training_field_has_a_documented_train_flag() -> None:
+    train = _subparser("train")
+    options = {s: a for a in train._actions for s in a.option_strings}
+    for cls in (PolicyConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help in its metadata"
+            action = options["--" + f.name.replace("_", "-")]
+            assert action.default is None and action.help.replace("%%", "%").startswith(f.metadata["help"])
+
+
+_TRAIN = ["train", "--store", "s", "--version", "v", "--config", "lift_lowdim_cpu"]
+
+
+def test_train_flags_change_only_the_fields_given() -> None:
+    parser = build_parser()
+    preset = get_preset("lift_lowdim_cpu")
+    assert experiment_config_from_args(parser.parse_args(_TRAIN)) == preset
+    args = parser.parse_args([*_TRAIN, "--batch-size", "7", "--lr", "0.001", "--seed", "3", "--down-dims", "32", "64",
+                              "--no-use-ema", "--betas", "0.9", "0.99", "--scheduler", "ddpm", "--epochs", "50"])
+    changed = experiment_config_from_args(args)
+    assert changed.train == dataclasses.replace(preset.train, batch_size=7, lr=0.001, seed=3, use_ema=False,
+                                                betas=(0.9, 0.99), epochs=50.0)
+    assert changed.policy == dataclasses.replace(preset.policy, down_dims=(32, 64), scheduler="ddpm")
+
+
+def test_train_flags_refuse_bad_values_and_a_clash_with_set() -> None:
+    parser = build_parser()
+    for bad in (["--scheduler", "euler"], ["--betas", "0.9"], ["--batch-size", "many"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*_TRAIN, *bad])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        experiment_config_from_args(parser.parse_args([*_TRAIN, "--batch-size", "0"]))
+    with pytest.raises(ValueError, match="lr given twice"):
+        experiment_config_from_args(parser.parse_args([*_TRAIN, "--lr", "0.1", "--set", "lr=0.2"]))
+    same = experiment_config_from_args(parser.parse_args([*_TRAIN, "--lr", "0.1", "--set", "lr=0.1"]))
+    assert same.train.lr == 0.1

@@ -15,8 +15,9 @@ PACKAGES = ("sime_data", "migrations")
 TREE = ("sime_data", "migrations", "sime_policy", "curation_app", "hardware")
 #: sime_policy's role packages, each allowed to import only those after it (cli -> ... -> models)
 LAYERS = ("cli", "pipeline", "collect", "training", "policy", "models")
-#: packages beside the chain: simulation tasks and scripted experts (used by collect; rotations by training)
-SIDE = {"envs": {"envs"}, "experts": {"envs", "experts"}}
+#: packages beside the chain: simulation tasks and scripted experts (used by collect; rotations by training), and
+#: the settings mechanism every config dataclass declares its fields with (it imports nothing of sime_policy)
+SIDE = {"envs": {"envs"}, "experts": {"envs", "experts"}, "settings": set()}
 
 
 def module_files(packages: tuple[str, ...] = PACKAGES, root: Path = ROOT) -> dict[str, Path]:
