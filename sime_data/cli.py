@@ -222,7 +222,7 @@ def cmd_export_video(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every committed row, version and chunk; exit 1 on damage."""
-    from .maintenance import verify
+    from .verify import verify
 
     if args.deep and args.no_chunks:
         raise StoreError("--deep reads every chunk; it cannot be combined with --no-chunks")
@@ -235,7 +235,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Remove frames of crashed writers that no committed episode references (refuses on a damaged store)."""
-    from .maintenance import gc
+    from .gc import gc
 
     store = _open(args)
     if args.force and not args.dry_run:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
 #: The messages of gc keep the logger name they have always been shown under.
-log = logging.getLogger("sime_data.maintenance")
+log = logging.getLogger(__name__)
 
 #: Temporary files (".tmp-*", "*.partial") outside a dead writer's segment are removed once this old.
 TMP_MAX_AGE_SECONDS = 3600

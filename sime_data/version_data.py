@@ -110,6 +110,29 @@ class VersionData:
         r = self.range_of(frames)
         return self.range_frame_start[r] + frames - self.range_starts[r]
 
+    def select(self, episodes: Sequence[str]) -> "VersionData":
+        """The kept ranges of some episodes (in this data's order) as their own VersionData, buffers copied.
+
+        Gives the same buffers and layout as ``load_version_arrays(..., episodes=episodes)`` would read.
+        """
+        wanted = {str(e) for e in episodes}
+        unknown = sorted(wanted - set(self.range_episode_ids.tolist()))
+        if unknown:
+            raise KeyError(f"episode(s) {unknown[:5]} are not in version {self.version!r}")
+        keep = np.flatnonzero(np.isin(self.range_episode_ids.astype(str), list(wanted)))
+        if not len(keep):
+            raise EmptyVersionError(f"version {self.version!r} has no frames among the selected episodes")
+        starts, ends = self.range_starts[keep], self.range_ends[keep]
+        buffers = {key: np.concatenate([values[a:b] for a, b in zip(starts, ends)]) for key, values in self.data.items()}
+        return VersionData(
+            version=self.version, specs=dict(self.specs), data=buffers,
+            range_episode_ids=self.range_episode_ids[keep], range_frame_start=self.range_frame_start[keep],
+            range_frame_stop=self.range_frame_stop[keep], range_segments=self.range_segments[keep],
+            range_seg_start=self.range_seg_start[keep], range_episode_length=self.range_episode_length[keep],
+            range_ends=np.cumsum(ends - starts).astype(np.int64), store=self.store, image_cache_mb=self.image_cache_mb,
+            image_read_frames=self.image_read_frames, image_shard_frames=self.image_shard_frames,
+            _store_location=self._store_location)
+
     # -------------------------------------------------------------- reading
     def _get_store(self) -> "Store":
         if self.store is None:

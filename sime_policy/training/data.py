@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..policy.config import PolicyConfig
 from ..policy.diffusion import PolicyShapes
@@ -42,11 +40,11 @@ class TrainingData:
 
         common = dict(obs_keys=config.obs_keys, action_key=config.action_key, n_obs_steps=config.n_obs_steps,
                       horizon=config.horizon, n_action_steps=config.n_action_steps, frame_weights=frame_weights)
-        train = SequenceSampler(None, episode_subset(self.frames, self.train_ids), **common)
+        train = SequenceSampler(None, self.frames.select(self.train_ids), **common)
         val = None
         if self.val_ids:
             try:
-                val = SequenceSampler(None, episode_subset(self.frames, self.val_ids), **common)
+                val = SequenceSampler(None, self.frames.select(self.val_ids), **common)
             except EmptyVersionError as exc:
                 log.warning("validation disabled: %s", exc)
         elif val_ratio > 0:
@@ -65,30 +63,3 @@ def load_training_data(store: "Store", version: "Version", config: PolicyConfig,
     frames = load_version_arrays(store, version, keys)
     train_ids, val_ids = split_episodes(version.episode_ids, val_ratio, seed)
     return TrainingData(version, frames, shapes, train_ids, val_ids)
-
-
-def episode_subset(data: "VersionData", episodes: Sequence[str]) -> "VersionData":
-    """The kept ranges of some episodes (in the data's order) as their own VersionData, buffers copied.
-
-    Gives the same buffers and layout as ``load_version_arrays(..., episodes=episodes)`` would read.
-    """
-    from sime_data.errors import EmptyVersionError
-    from sime_data.sampler import VersionData
-
-    wanted = {str(e) for e in episodes}
-    unknown = sorted(wanted - set(data.range_episode_ids.tolist()))
-    if unknown:
-        raise KeyError(f"episode(s) {unknown[:5]} are not in version {data.version!r}")
-    keep = np.flatnonzero(np.isin(data.range_episode_ids.astype(str), list(wanted)))
-    if not len(keep):
-        raise EmptyVersionError(f"version {data.version!r} has no frames among the selected episodes")
-    starts, ends = data.range_starts[keep], data.range_ends[keep]
-    lengths = ends - starts
-    buffers = {key: np.concatenate([values[a:b] for a, b in zip(starts, ends)]) for key, values in data.data.items()}
-    return VersionData(
-        version=data.version, specs=dict(data.specs), data=buffers,
-        range_episode_ids=data.range_episode_ids[keep], range_frame_start=data.range_frame_start[keep],
-        range_frame_stop=data.range_frame_stop[keep], range_segments=data.range_segments[keep],
-        range_seg_start=data.range_seg_start[keep], range_episode_length=data.range_episode_length[keep],
-        range_ends=np.cumsum(lengths).astype(np.int64), store=data.store, image_cache_mb=data.image_cache_mb,
-        image_read_frames=data.image_read_frames, image_shard_frames=data.image_shard_frames)

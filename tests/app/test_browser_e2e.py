@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import sime_data
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 from sime_data.video_codec import decode_image
 
 from app_testlib import (  # noqa: F401 (fixtures)

@@ -12,7 +12,8 @@ import pytest
 
 import sime_data
 from sime_data import video_codec
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 from sime_data.media_cache import CACHE_DIR, MediaCache, media_key
 from sime_data.video_export import VideoExportError, episode_clip, export_video, grid_frames
 

@@ -19,7 +19,8 @@ import sime_data
 from conftest import write_episodes
 from migrations import migrate
 from sime_data.layout import CHECKSUMS_DIR, DATA_DIR, EPISODES_DIR
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_v1"
 REPO = str(Path(__file__).resolve().parents[2])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sime_data import open_store
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 
 pytestmark = pytest.mark.slow
 

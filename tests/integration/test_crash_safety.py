@@ -14,7 +14,8 @@ import pytest
 
 from sime_data import open_store
 from sime_data.layout import DATA_DIR, LOCKS_DIR
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 
 pytestmark = pytest.mark.slow
 

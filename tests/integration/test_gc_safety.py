@@ -17,7 +17,8 @@ import sime_data
 from conftest import step_values, write_episodes
 from sime_data.errors import StoreDamagedError
 from sime_data.layout import CHECKSUMS_DIR, DATA_DIR, EPISODES_DIR
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 
 REPO = str(Path(__file__).resolve().parents[2])
 

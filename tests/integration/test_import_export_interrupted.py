@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import sime_data
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 from sime_data.robomimic_io import export_robomimic, import_robomimic
 from test_robomimic import assert_same_file, make_robomimic_file
 

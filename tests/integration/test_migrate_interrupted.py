@@ -17,7 +17,7 @@ import pytest
 import sime_data
 from migrations import migrate
 from sime_data.errors import MigrationInProgressError
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_v1"
 WORKER = Path(__file__).with_name("_fault_worker.py")

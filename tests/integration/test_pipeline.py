@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sime_data
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 from sime_policy.pipeline import PipelineConfig, build_report, run_pipeline
 from sime_policy.pipeline.names import Chain
 

@@ -19,7 +19,8 @@ import pytest
 
 import sime_data
 from sime_data.layout import DATA_DIR, LOCKS_DIR
-from sime_data.maintenance import gc, verify
+from sime_data.gc import gc
+from sime_data.verify import verify
 from sime_data.processes import LOCK_GRACE_SECONDS
 
 WORKER = Path(__file__).with_name("_liveness_worker.py")

@@ -19,7 +19,7 @@ import pytest
 
 import sime_data
 from sime_data.errors import StoreWarning
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 
 
 def _both_refuse(location: str, needle: str) -> None:

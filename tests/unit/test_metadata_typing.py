@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sime_data.errors import MetadataTypeError, UnsupportedDtypeError
-from sime_data.maintenance import verify
+from sime_data.verify import verify
 
 
 def _steps(writer, n: int = 5) -> None:

@@ -12,7 +12,7 @@ import sime_data.sampler as sampler_module
 from sime_data.sampler import SequenceSampler, load_version_arrays, split_episodes
 from sime_data.stats import version_stats
 from sime_policy.policy.diffusion import PolicyInputError, PolicyShapes
-from sime_policy.training.data import episode_subset, load_training_data
+from sime_policy.training.data import load_training_data
 from sime_policy.training.trainer import train
 
 
@@ -21,12 +21,12 @@ def store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("data") / "store")
 
 
-def test_episode_subset_equals_reading_those_episodes(store):
+def test_selecting_episodes_equals_reading_those_episodes(store):
     version = store.version("v1")
     keys = ["obs/pos", "obs/goal", "actions"]
     full = load_version_arrays(store, version, keys)
     chosen = [version.episode_ids[i] for i in (4, 1, 2)]  # order given differs from the version's order
-    subset = episode_subset(full, chosen)
+    subset = full.select(chosen)
     direct = load_version_arrays(store, version, keys, episodes=chosen)
     assert list(subset.range_episode_ids) == list(direct.range_episode_ids)
     for field in ("range_frame_start", "range_frame_stop", "range_seg_start", "range_episode_length", "range_ends"):
@@ -35,7 +35,7 @@ def test_episode_subset_equals_reading_those_episodes(store):
     for key in keys:
         assert subset.data[key].dtype == direct.data[key].dtype and np.array_equal(subset.data[key], direct.data[key])
     with pytest.raises(KeyError, match="not in version"):
-        episode_subset(full, ["no-such-episode"])
+        full.select(["no-such-episode"])
 
 
 def test_one_read_feeds_normaliser_shapes_and_samplers(store, monkeypatch):
