@@ -142,6 +142,14 @@ def episode_groups(path: str, token: str) -> dict[str, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+def reused_rollouts(path: str, token: str) -> list[tuple[int, str, list[str]]]:
+    """(round, group label, episode ids) of run rollout versions that reuse an earlier round's rollouts."""
+    from .runs import reused_rollouts as reused_of
+
+    return reused_of(versions_table(path, token), lambda name: version_ranges(path, token, name))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
 def episode_labels(path: str, token: str) -> dict[str, str]:
     """{episode_id: 'id · success/fail · length · round/branch'} for the episode pickers."""
     from .display import episode_labels as labels_of

@@ -61,24 +61,47 @@ def episode_groups(versions: pd.DataFrame, ranges_of: Callable[[str], Mapping[st
     return out
 
 
-def rates_by_group(episodes: pd.DataFrame, groups: Mapping[str, str]) -> pd.DataFrame:
+def reused_rollouts(versions: pd.DataFrame,
+                    ranges_of: Callable[[str], Mapping[str, Any]]) -> list[tuple[int, str, list[str]]]:
+    """(round, group label, episode ids) of rollout versions that reuse an earlier round's rollouts.
+
+    A round whose training data did not change reuses the previous round's policy and rollouts (`sime run`'s
+    carry-over): its version holds the earlier episodes, which record the earlier round.
+    """
+    out: list[tuple[int, str, list[str]]] = []
+    if versions is None or versions.empty:
+        return out
+    for name, rule in zip(versions["name"], versions["rule"]):
+        match, found = ROLLOUT_NAME_RE.match(str(name)), rollout_kind(name, rule)
+        if match is None or found is None or not rule_dict(rule).get("carried_over_from"):
+            continue
+        out.append((int(match["round"]), group_label(*found), list(ranges_of(name))))
+    return out
+
+
+def rates_by_group(episodes: pd.DataFrame, groups: Mapping[str, str],
+                   reused: Iterable[tuple[int, str, list[str]]] = ()) -> pd.DataFrame:
     """Success rate and count per (round, group) of episodes that have a round.
 
     The group is the run kind (eval / collect / explore, prefixed by the branch after round 0) when the
     episode belongs to a run's rollout version, else its branch, else its source when that is not 'rollout'
-    (e.g. 'curated': smoothed replays), else 'unlabelled'.
+    (e.g. 'curated': smoothed replays), else 'unlabelled'. Each `reused` entry (`reused_rollouts`) counts
+    its earlier episodes again under its own round and group, marked ``reused``.
     """
     frame = episodes[episodes["round"].notna()]
     if frame.empty:
-        return pd.DataFrame(columns=["round", "group", "episodes", "success_rate"])
+        return pd.DataFrame(columns=["round", "group", "episodes", "success_rate", "reused"])
     sources = frame["source"] if "source" in frame else pd.Series([None] * len(frame), index=frame.index)
     labels = [groups.get(e) or (b if isinstance(b, str) and b else None)
               or (s if isinstance(s, str) and s and s != "rollout" else "unlabelled")
               for e, b, s in zip(frame["episode_id"], frame["branch"], sources)]
     frame = frame.assign(round=frame["round"].astype("Int64").astype(str), group=labels,
-                         ok=frame["success"].astype("Float64"))
+                         ok=frame["success"].astype("Float64"), reused=False)
+    copies = [frame[frame["episode_id"].isin(set(ids))].assign(round=str(round_), group=label, reused=True)
+              for round_, label, ids in reused]
+    frame = pd.concat([frame, *[c for c in copies if not c.empty]], ignore_index=True)
     out = frame.groupby(["round", "group"], sort=True).agg(
-        episodes=("episode_id", "size"), success_rate=("ok", "mean")).reset_index()
+        episodes=("episode_id", "size"), success_rate=("ok", "mean"), reused=("reused", "any")).reset_index()
     order = {g: i for i, g in enumerate(_group_order(out["group"]))}
     return out.sort_values(["round", "group"], key=lambda s: s.map(order) if s.name == "group" else s.astype(int),
                            kind="stable").reset_index(drop=True)

@@ -83,7 +83,7 @@ def sql_error_text(exc: Exception) -> str:
 
 def _rounds_section(path: str, token: str, episodes: pd.DataFrame) -> None:
     st.subheader("Success rate by round")
-    rates = rates_by_group(episodes, data.episode_groups(path, token))
+    rates = rates_by_group(episodes, data.episode_groups(path, token), data.reused_rollouts(path, token))
     if rates.empty:
         st.info("No episode records a round yet.")
         return
@@ -97,7 +97,9 @@ def _rounds_section(path: str, token: str, episodes: pd.DataFrame) -> None:
     if explained:
         st.caption("Round 0 is shared by both branches. " + "; ".join(explained) + ". After round 0 the branch "
                    "(baseline / sime) comes first. Episodes in no run rollout version are shown by branch, else by "
-                   "source (curated: smoothed replays and trimmed copies), else as 'unlabelled'.")
+                   "source (curated: smoothed replays and trimmed copies), else as 'unlabelled'."
+                   + (" **reused**: the round's training data did not change, so it reuses the previous round's "
+                      "policy and rollouts (counted again under its own round)." if rates["reused"].any() else ""))
     else:
         st.caption("One bar per branch (the rollouts of a `sime run` are split into eval / collect / explore).")
 

@@ -138,3 +138,31 @@ def test_round_rates_split_run_kinds_and_name_other_episodes_by_source() -> None
     assert got == {("0", "eval"): (2, 0.5), ("0", "explore"): (1, 1.0), ("0", "curated"): (1, 1.0),
                    ("1", "sime"): (1, 0.0), ("1", "unlabelled"): (1, 1.0)}
     assert list(rates["group"][rates["round"] == "0"]) == ["eval", "explore", "curated"]  # run kinds first
+
+
+def test_a_reused_round_is_counted_under_its_own_round() -> None:
+    import pandas as pd
+
+    from curation_app.runs import rates_by_group, reused_rollouts
+
+    versions = pd.DataFrame({
+        "name": ["lift/sime/q/seed1/round0/eval", "lift/sime/q/seed1/baseline/round1/eval",
+                 "lift/sime/q/seed1/sime/round1/eval"],
+        "rule": ['{"pipeline_kind": "eval", "round": 0}',
+                 '{"pipeline_kind": "eval", "round": 0, "carried_over_from": "lift/sime/q/seed1/round0/eval"}',
+                 '{"pipeline_kind": "eval", "round": 1, "branch": "sime"}'],
+    })
+    members = {versions["name"][0]: {"e1": [], "e2": []}, versions["name"][1]: {"e1": [], "e2": []},
+               versions["name"][2]: {"s1": [], "s2": []}}
+    reused = reused_rollouts(versions, members.__getitem__)
+    assert reused == [(1, "baseline eval", ["e1", "e2"])]
+    episodes = pd.DataFrame({"episode_id": ["e1", "e2", "s1", "s2"], "round": [0, 0, 1, 1],
+                             "branch": [None, None, "sime", "sime"], "source": ["rollout"] * 4,
+                             "success": [True, False, True, True]})
+    groups = {"e1": "eval", "e2": "eval", "s1": "sime eval", "s2": "sime eval"}
+    rates = rates_by_group(episodes, groups, reused)
+    got = {(r, g): (n, sr, u) for r, g, n, sr, u in
+           rates[["round", "group", "episodes", "success_rate", "reused"]].itertuples(index=False)}
+    assert got == {("0", "eval"): (2, 0.5, False), ("1", "baseline eval"): (2, 0.5, True),
+                   ("1", "sime eval"): (2, 1.0, False)}
+    assert rates_by_group(episodes, groups).shape[0] == 2  # without the reuse: no baseline bar in round 1
