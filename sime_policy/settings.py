@@ -1,6 +1,6 @@
 """Settings declared once, on dataclass fields: the help, choices and bounds that build CLI flags and check files.
 
-A field made with `setting(...)` carries its documentation and its rules in ``field.metadata``. Three users read
+A field made with `setting(...)` carries its documentation and its rules in ``field.metadata``. These read
 them, so no default, choice list or bound is written twice:
 
 - `add_flags` turns a dataclass into ``--kebab-case`` argparse flags (`sime train`, `sime run`);
@@ -67,7 +67,7 @@ def field_table(cls: type, path: str = "") -> list[tuple[str, str, str, str]]:
             continue
         name = _where(path, f.name)
         kind = _without_none(hints[f.name])[0]
-        items = _tuple_items(kind)
+        items = None if "parse" in f.metadata else _tuple_items(kind)
         if dataclasses.is_dataclass(kind) and "parse" not in f.metadata:
             rows.extend(field_table(kind, name))
             continue
