@@ -81,3 +81,11 @@ def test_train_flags_refuse_bad_values_and_a_clash_with_set() -> None:
         experiment_config_from_args(parser.parse_args([*_TRAIN, "--lr", "0.1", "--set", "lr=0.2"]))
     same = experiment_config_from_args(parser.parse_args([*_TRAIN, "--lr", "0.1", "--set", "lr=0.1"]))
     assert same.train.lr == 0.1
+
+
+def test_verbose_is_accepted_before_and_after_the_subcommand() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["-v", "run", "--preset", "quick"]).verbose is True
+    assert parser.parse_args(["run", "--preset", "quick", "-v"]).verbose is True
+    assert parser.parse_args(["run", "--preset", "quick"]).verbose is False
+    assert parser.parse_args([*_TRAIN, "--verbose"]).verbose is True
