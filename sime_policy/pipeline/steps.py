@@ -39,9 +39,9 @@ class StepOutcome:
 
 
 def say(chain: Chain, round_: int, text: str) -> None:
-    """Log and print one line about a (seed, branch, round)."""
+    """Print one line about a (seed, branch, round) and log it at DEBUG (so -v does not show it twice)."""
     who = f"seed {chain.seed}" + ("" if round_ == 0 else f" {chain.branch}") + f" round {round_}"
-    log.info("[%s] %s", who, text)
+    log.debug("[%s] %s", who, text)
     print(f"[{who}] {text}", flush=True)
 
 

@@ -89,3 +89,18 @@ def test_verbose_is_accepted_before_and_after_the_subcommand() -> None:
     assert parser.parse_args(["run", "--preset", "quick", "-v"]).verbose is True
     assert parser.parse_args(["run", "--preset", "quick"]).verbose is False
     assert parser.parse_args([*_TRAIN, "--verbose"]).verbose is True
+
+
+def test_a_pipeline_progress_line_is_shown_once_with_verbose(capsys) -> None:
+    from sime_policy.cli import _setup_logging
+    from sime_policy.pipeline.names import Chain
+    from sime_policy.pipeline.steps import say
+
+    _setup_logging(True)
+    try:
+        say(Chain("lift", "quick", 233, "sime"), 1, "train on lift/core_5")
+    finally:
+        _setup_logging(False)
+    shown = capsys.readouterr()
+    assert (shown.out + shown.err).count("train on lift/core_5") == 1
+    assert "[seed 233 sime round 1] train on lift/core_5" in shown.out
