@@ -312,16 +312,18 @@ _RUN_HANDWRITTEN = {"policy_preset": "--config", "train_steps": "--steps", "reco
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> Any:
-    """The PipelineConfig of `sime run`: a preset (or the defaults) with the flags given on top."""
+    """The PipelineConfig of `sime run` (or of a study's replicates): a preset (or the defaults) with the flags given
+    on top."""
     from .pipeline import PipelineConfig, get_pipeline_preset
 
     config = get_pipeline_preset(args.preset) if args.preset else PipelineConfig()
     updates: dict[str, Any] = flag_values(args, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
+    name = getattr(args, "name", None) if args.command == "run" else None
     updates.update({
-        "name": args.name if args.name else (None if args.preset else f"{args.task or config.task}"),
+        "name": name if name else (None if args.preset else f"{args.task or config.task}"),
         "policy_preset": args.config, "train_steps": args.steps,
         "record_demos": True if args.record_demos else None,
-        "curate": True if args.curate else None, "track": args.track,
+        "curate": True if getattr(args, "curate", False) else None, "track": getattr(args, "track", None),
         "reuse_unchanged": False if args.retrain_unchanged else None,
     })
     if args.steps is not None and args.train_epochs is None:  # a fixed step count replaces a data-scaled budget
@@ -356,36 +358,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if not report.summary.empty else 1
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
+def _add_pipeline_flags(p: argparse.ArgumentParser, default_preset: str | None,
+                        skip: tuple[str, ...] = ()) -> None:
+    """The flags that set a PipelineConfig (a preset, its generated field flags and the hand-written ones)."""
     from .pipeline import PIPELINE_PRESETS, PipelineConfig
 
     doc = field_help(PipelineConfig)
+    p.add_argument("--preset", choices=sorted(PIPELINE_PRESETS), default=default_preset,
+                   help="named settings (quick: about 30 min on a 2-core CPU; lift: 2 seeds, fuller; quick-study: one "
+                        f"replicate of `sime study`){'' if default_preset is None else f'; default {default_preset}'}; "
+                        "flags below override it")
+    p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
+                   help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
+    p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")
+    add_flags(p, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN) + skip)
+    p.add_argument("--record-demos", action="store_true", help=doc["record_demos"])
+    p.add_argument("--config", default=None, help=doc["policy_preset"])
+    p.add_argument("--steps", type=int, default=None, help=doc["train_steps"])
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a policy/train config field")
+    p.add_argument("--retrain-unchanged", action="store_true",
+                   help="retrain and roll out a round whose training data did not change (default: reuse the previous "
+                        "round's policy and rollouts, which is what retraining would reproduce)")
+    p.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
+                   help="dispatch jobs as tasks to an existing Ray cluster (needs the cluster extra)")
+    p.add_argument("--print-config", action="store_true", help="print the resulting settings and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the whole SIME pipeline (resumable)",
                        description="Round 0: train on the core demos, evaluate without exploration (score and the "
                                    "baseline's data), collect with SIME exploration. Each later round, for both "
                                    "branches: select the successful rollouts of weak initial states, add them to the "
                                    "branch's previous training version (no copying), retrain, evaluate. Rerunning the "
                                    "same command resumes after the last completed step.")
-    p.add_argument("--preset", choices=sorted(PIPELINE_PRESETS), default=None,
-                   help="named settings (quick: about 30 min on a 2-core CPU; lift: 2 seeds, fuller); flags below override it")
-    p.add_argument("--store", default=os.environ.get("SIME_STORE", "sime_store"),
-                   help="store location (default: $SIME_STORE or ./sime_store; created if missing)")
-    p.add_argument("--out", default=None, help="checkpoints and report (default ./sime_runs/<name>)")
-    add_flags(p, PipelineConfig, skip=tuple(_RUN_HANDWRITTEN))
-    p.add_argument("--record-demos", action="store_true", help=doc["record_demos"])
-    p.add_argument("--config", default=None, help=doc["policy_preset"])
-    p.add_argument("--steps", type=int, default=None, help=doc["train_steps"])
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a policy/train config field")
+    _add_pipeline_flags(p, default_preset=None)
     p.add_argument("--curate", action="store_true",
                    help="stop after each selection until its trimmed version <...>/roundR/curated is saved (sime-app); "
                         "rerun to continue")
-    p.add_argument("--retrain-unchanged", action="store_true",
-                   help="retrain and roll out a round whose training data did not change (default: reuse the previous "
-                        "round's policy and rollouts, which is what retraining would reproduce)")
-    p.add_argument("--ray", default=None, metavar="auto|HOST:PORT",
-                   help="dispatch seeds/branches as tasks to an existing Ray cluster (needs the cluster extra)")
-    p.add_argument("--print-config", action="store_true", help="print the resulting settings and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_track_argument(p, "each round's training, fit, success rates, paired differences and one evaluation video")
     p.set_defaults(func=cmd_run)
 
@@ -416,7 +426,54 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_rollout, _add_demos, _add_run, _add_report]
+# ---------------------------------------------------------------------- study
+#: PipelineConfig fields a study sets per replicate (or refuses), so `sime study` has no flag for them
+_STUDY_SETS = ("name", "parallel", "seeds", "rounds", "curate", "track")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Run, resume or extend a replicated study and print its report (or only rebuild the report)."""
+    from .pipeline.study import StudyConfig, run_study
+
+    base = pipeline_config_from_args(args)
+    study = StudyConfig(**{"name": base.name, **flag_values(args, StudyConfig)}).validate()
+    out = Path(args.out) if args.out else Path("sime_runs") / study.name
+    if args.print_config:
+        print(json.dumps({"study": dataclasses.asdict(study), "replicate": base.to_dict()}, indent=2, sort_keys=True))
+        return 0
+    if args.report_only:
+        from sime_data import open_store
+
+        from .pipeline.study_report import build_study_report, write_study_report
+
+        report = build_study_report(open_store(args.store), base.task, study.name, study.share_round0, out)
+        files = write_study_report(report, out)
+        print(report.markdown())
+        print("written: " + ", ".join(str(p) for p in files.values()))
+        return 0 if not report.replicates.empty else 1
+    report = run_study(args.store, base, study, out, ray_address=args.ray, progress=not args.no_progress)
+    print(f"report: {out / 'report.md'}, {out / 'summary.csv'}, {out / 'replicates.csv'}, {out / 'forest.png'}")
+    return 0 if not report.replicates.empty else 1
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    from .pipeline.study import StudyConfig
+
+    p = sub.add_parser("study", help="replicated SIME study: N independent runs of a round, the run as the unit",
+                       description="Run N replicates of one SIME round (each with its own seed, collection and "
+                                   "held-out evaluation states; round 0 shared by default) and report the "
+                                   "difference of round 1 and round 0 (and SIME and baseline) with the replicate as "
+                                   "the unit: per-replicate intervals clustered by state, the mean over replicates "
+                                   "with a run-level 95% interval, a forest plot. Resumable; a larger --replicates "
+                                   "extends a study.")
+    _add_pipeline_flags(p, default_preset="quick-study", skip=_STUDY_SETS)
+    add_flags(p, StudyConfig)
+    p.add_argument("--report-only", action="store_true", help="rebuild the study's report from the store; run nothing")
+    p.set_defaults(func=cmd_study)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_rollout, _add_demos, _add_run,
+                                                                   _add_study, _add_report]
 
 
 # ---------------------------------------------------------------------- main

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Protocol, Sequence, TypeVar
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ class Executor(Protocol):
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
         """fn(job) for every job; results in job order; the first failure is raised."""
 
+    def as_completed(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        """(index of the job, fn(job)) as each job finishes; the first failure is raised."""
+
     def close(self) -> None:
         """Release what the executor holds."""
 
@@ -34,6 +37,11 @@ class LocalExecutor:
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
         """fn(job) for every job, in order."""
         return [fn(job) for job in jobs]
+
+    def as_completed(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        """(index, fn(job)) for every job, in order."""
+        for index, job in enumerate(jobs):
+            yield index, fn(job)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -63,16 +71,25 @@ class ProcessExecutor:
 
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
         """fn(job) for every job, `parallel` at a time; results in job order; the first failure is raised."""
+        return _in_order(self.as_completed(fn, jobs), len(jobs))
+
+    def as_completed(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        """(index, fn(job)) as each job finishes, `parallel` at a time; the first failure is raised."""
         if len(jobs) <= 1:
-            return [fn(job) for job in jobs]
+            yield from ((i, fn(job)) for i, job in enumerate(jobs))
+            return
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(max_workers=min(self.parallel, len(jobs)), mp_context=mp.get_context("spawn"),
                                  initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(fn, job) for job in jobs]
+            futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
             try:
-                return [future.result() for future in futures]
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=futures.__getitem__):
+                        yield futures[future], future.result()
             except BaseException:
                 for future in futures:
                     future.cancel()
@@ -102,22 +119,36 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
         """Submit every job as a Ray task and wait for all of them."""
+        return _in_order(self.as_completed(fn, jobs), len(jobs))
+
+    def as_completed(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result]]:
+        """Submit every job as a Ray task; (index, result) as each finishes."""
         if not jobs:
-            return []
+            return
         task = self._ray.remote(num_cpus=self.cpus_per_job, max_retries=0)(fn)
-        refs = [task.remote(job) for job in jobs]
-        try:
-            return list(self._ray.get(refs))
-        except self._ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, (ValueError, KeyError, FileNotFoundError)):
-                raise cause from None                  # input errors read the same as in a local run
-            raise RuntimeError(f"a pipeline task failed on the Ray cluster: {cause or exc}; rerun the same command to "
-                               "resume") from None
+        refs = {task.remote(job): i for i, job in enumerate(jobs)}
+        pending = list(refs)
+        while pending:
+            done, pending = self._ray.wait(pending, num_returns=1)
+            try:
+                result = self._ray.get(done[0])
+            except self._ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, (ValueError, KeyError, FileNotFoundError)):
+                    raise cause from None
+                raise RuntimeError(f"a pipeline task failed on the Ray cluster: {cause or exc}; rerun the same command to "
+                                   "resume") from None
+            yield refs[done[0]], result
 
     def close(self) -> None:
         """Disconnect from the cluster (the cluster keeps running)."""
         self._ray.shutdown()
+
+
+def _in_order(finished: Iterator[tuple[int, Result]], count: int) -> list[Result]:
+    """The results of `as_completed` in job order."""
+    results = dict(finished)
+    return [results[i] for i in range(count)]
 
 
 def make_executor(ray_address: str | None, cpus_per_job: float = 1.0, parallel: int = 1) -> Executor:

@@ -1,22 +1,25 @@
 """Results of SIME runs rebuilt from the store alone: success rates with paired comparisons, table and plot.
 
 Every evaluation of a run uses the same (seed, initial state, trial) pairs for every round and branch
-(the episode seed is derived from them), so rounds and branches are compared pair by pair: the
-paired difference of success rates, its 95% interval and McNemar's exact p-value (`paired_stats`).
+(the episode seed is derived from them), so rounds and branches are compared pair by pair. The statistics
+follow `replicate_stats`: with one seed, the paired difference with a 95% t interval clustered by initial
+state (the trials of a state are near-copies); with several seeds, the seed (run) is the unit: the mean of
+the seeds' paired differences with a run-level interval (t over seeds, two-way clustered by seed and state),
+never one test over every seed's pairs pooled.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..collect.rollout_report import binomial_stderr
 from .config import BRANCHES
-from .paired_stats import PairedComparison, binomial_interval, compare_outcomes, format_p, p_clause
+from .paired_stats import format_p, p_clause
+from .replicate_stats import paired_difference, replicated_difference, replicated_difference_of
 from sime_data.versions import rule_dict
 
 from .names import parse_rollout_name
@@ -31,8 +34,10 @@ SUMMARY_COLUMNS = ["run", "task", "round", "branch", "success_rate", "stderr", "
                    "diff_vs_round0", "ci_low", "ci_high", "p_value", "diff_vs_other", "ci_low_vs_other",
                    "ci_high_vs_other", "p_value_vs_other", "seeds", "success_rate_mean", "success_rate_std",
                    "per_seed", "held_out", "train_episodes", "train_frames", "fit_position_mm", "fit_jitter_mm",
-                   "fit_ok", "reused_seeds"]
+                   "fit_ok", "reused_seeds", "unit", "states", "design_effect", "between_seed_sd"]
 Outcomes = dict[tuple[int, str, int], bool]
+#: what the last replicated study measured (README, "The replicated study"); quoted under single-run verdicts
+LAST_STUDY_ANSWER = "no replicated study measured yet"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class RunReport:
 
     rows: pd.DataFrame
     summary: pd.DataFrame
+    #: run -> (collection states whose trials disagreed, collection states) of round 0 without exploration
+    mixed_without_exploration: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def runs(self) -> list[str]:
@@ -66,9 +73,11 @@ class RunReport:
             where = "held-out evaluation states" if table["held_out"].all() else \
                 "the collection states (not held out: the score includes states whose successes were trained on)"
             parts.append(f"### {task} / {run}\n")
-            parts.append(f"Success rate without exploration on {where}; n = evaluation pairs (seed, state, trial) "
-                         "pooled over seeds; differences are paired on the same pairs, 95% Wald interval, exact "
-                         "McNemar p.\n")
+            unit = ("each seed is one run (the unit): rates and differences are means over seeds with 95% t "
+                    "intervals over seeds, clustered by seed and initial state" if int(table["seeds"].max()) > 1 else
+                    "one run: 95% t intervals clustered by initial state (its trials are near-copies)")
+            parts.append(f"Success rate without exploration on {where}; n = evaluation pairs (seed, state, trial); "
+                         f"differences are paired on the same pairs; {unit}.\n")
             parts.append("| round | branch | success rate | s.e. | n | vs round 0 [95% CI] | p | vs other branch "
                          "[95% CI] | p | per seed | training episodes / frames | fit (mm pos / jitter) |")
             parts.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -82,11 +91,12 @@ class RunReport:
         return "\n".join(parts) if parts else "no SIME run results in this store\n"
 
     def verdict(self, run: str) -> str:
-        """What the paired tests of the last round say, in words (as measured, whatever the direction)."""
+        """What the paired comparisons of the last round say, in words (as measured, whatever the direction)."""
         table = self.summary[self.summary["run"] == run]
         last = int(table["round"].max())
         if last == 0:
             return "Only round 0 has been evaluated."
+        seeds = int(table["seeds"].max())
         lines = []
         for branch in BRANCHES:
             row = self._row(run, last, branch)
@@ -100,12 +110,27 @@ class RunReport:
             lines.append(f"round {last} {branch} is {direction} round 0 by {row['diff_vs_round0']:+.3f} "
                          f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({p_clause(row['p_value'])}, "
                          f"{significant} at 0.05{reused})")
-        sime = self._row(run, last, "sime")
+        sime, baseline = self._row(run, last, "sime"), self._row(run, last, "baseline")
         if sime is not None and not math.isnan(sime["diff_vs_other"]):
+            disguise = ""
+            if baseline is not None and last == 1 and baseline["reused_seeds"] == baseline["seeds"]:
+                disguise = (" - the baseline kept no new data and reuses round 0, so this is round 1 minus round 0 "
+                            "again, not a comparison with a control")
             lines.append(f"SIME minus baseline in round {last}: {sime['diff_vs_other']:+.3f} "
                          f"[{sime['ci_low_vs_other']:+.3f}, {sime['ci_high_vs_other']:+.3f}] "
-                         f"({p_clause(sime['p_value_vs_other'])})")
-        return "; ".join(lines) + "." if lines else ""
+                         f"({p_clause(sime['p_value_vs_other'])}){disguise}")
+        mixed = self.mixed_without_exploration.get(run)
+        if mixed and mixed[1] and mixed[0] <= 0.1 * mixed[1]:
+            lines.append(f"without exploration the round-0 policy is (nearly) deterministic per state: its trials "
+                         f"disagreed on {mixed[0]} of {mixed[1]} collection states, so the baseline has almost nothing "
+                         "to select; --baseline-exploration action_noise (the reference's sigma 0.05) or ddim_eta "
+                         "gives a control whose trials vary")
+        text = "; ".join(lines) + "." if lines else ""
+        if seeds == 1 and text:
+            text += (" One run shows the loop working, not whether the method helps: a round's outcome varies between "
+                     "runs (collected data, training seed) by more than this interval. Replicate it with "
+                     f"`sime study` ({LAST_STUDY_ANSWER}).")
+        return text
 
     def print(self, console: Any | None = None) -> None:
         """Print the summary as rich tables, with the verdict under each."""
@@ -200,35 +225,85 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
-def _pooled(outcomes: dict[tuple, Outcomes], run: str, round_: int, branch: str, seeds: list[int]) -> Outcomes:
-    pooled: Outcomes = {}
-    for seed in seeds:
-        pooled.update(outcomes.get((run, seed, round_, branch), {}))
-    return pooled
+def _by_seed(outcomes: dict[tuple, Outcomes], run: str, round_: int, branch: str, seeds: list[int]) -> dict[int, Outcomes]:
+    return {seed: outcomes.get((run, seed, round_, branch), {}) for seed in seeds}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B - A for a report cell: the estimate, its 95% interval and p-value, and how it was computed."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    unit: str
+    states: int = 0
+    design_effect: float = float("nan")
+    between_seed_sd: float = float("nan")
+
+
+NO_COMPARISON = Comparison(float("nan"), float("nan"), float("nan"), float("nan"), "")
+
+
+def compare_seeds(a: dict[int, Outcomes], b: dict[int, Outcomes]) -> Comparison:
+    """B - A on shared pairs: one seed clustered by initial state; several seeds with the seed as the unit."""
+    seeds = [seed for seed in a if a[seed] and b.get(seed)]
+    if not seeds:
+        return NO_COMPARISON
+    if len(seeds) == 1:
+        one = paired_difference(a[seeds[0]], b[seeds[0]])
+        return Comparison(one.diff, one.ci_low, one.ci_high, one.p_value, "1 run, pairs clustered by state",
+                          one.states, one.design_effect)
+    many = replicated_difference({seed: (a[seed], b[seed]) for seed in seeds})
+    return Comparison(many.mean, many.ci_low, many.ci_high, many.p_value,
+                      f"{many.replicates} seeds (run-level t, clustered by seed and state)",
+                      between_seed_sd=many.between_sd)
+
+
+def rate_interval(by_seed: dict[int, Outcomes]) -> tuple[float, float, float, float]:
+    """Success rate (mean over seeds), its s.e. and 95% interval: clustered by state, and by seed when several."""
+    import numpy as np
+
+    values, seeds, states = [], [], []
+    for seed, pairs in by_seed.items():
+        values.extend(float(v) for v in pairs.values())
+        seeds.extend([seed] * len(pairs))
+        states.extend(f"{seed}/{key[1]}" if len(by_seed) == 1 else key[1] for key in pairs)
+    if not values:
+        nan = float("nan")
+        return nan, nan, nan, nan
+    if len(by_seed) == 1:  # one run: the clustered t interval of a mean is that of a difference from zero
+        only = next(iter(by_seed.values()))
+        one = paired_difference({k: False for k in only}, only)
+        rate, stderr, low, high = one.diff, one.stderr, one.ci_low, one.ci_high
+    else:
+        codes = {name: i for i, name in enumerate(dict.fromkeys(states))}
+        many = replicated_difference_of(np.asarray(values), np.asarray(seeds), np.asarray([codes[s] for s in states]))
+        rate, stderr, low, high = many.mean, many.stderr, many.ci_low, many.ci_high
+    return rate, stderr, max(0.0, low), min(1.0, high)
 
 
 def summarize_rows(rows: pd.DataFrame, outcomes: dict[tuple, Outcomes]) -> pd.DataFrame:
-    """Per run, round and branch: pooled success rate, s.e., n, and paired differences vs round 0 / other branch."""
+    """Per run, round and branch: success rate with its interval, and paired differences vs round 0 / other branch."""
     records = []
     for (run, task, round_, branch), group in rows.groupby(["run", "task", "round", "branch"], sort=True):
         seeds = [int(s) for s in group["seed"]]
-        mine = _pooled(outcomes, run, round_, branch, seeds)
-        n, wins = len(mine), sum(mine.values())
-        low, high = binomial_interval(wins, n)
-        vs_round0 = (compare_outcomes(_pooled(outcomes, run, 0, branch, seeds), mine) if round_ > 0
-                     else _empty())
+        mine = _by_seed(outcomes, run, round_, branch, seeds)
+        n = sum(len(v) for v in mine.values())
+        rate, stderr, low, high = rate_interval(mine)
+        vs_round0 = compare_seeds(_by_seed(outcomes, run, 0, branch, seeds), mine) if round_ > 0 else NO_COMPARISON
         other = BRANCHES[1 - BRANCHES.index(branch)] if branch in BRANCHES else None
-        vs_other = (compare_outcomes(_pooled(outcomes, run, round_, other, seeds), mine)
-                    if round_ > 0 and other is not None else _empty())
+        vs_other = (compare_seeds(_by_seed(outcomes, run, round_, other, seeds), mine)
+                    if round_ > 0 and other is not None else NO_COMPARISON)
         rates = group["success_rate"].astype(float)
         fits = group["fit_position_mm"].astype(float)
         records.append({
             "run": run, "task": task, "round": int(round_), "branch": branch,
-            "success_rate": wins / n if n else float("nan"), "stderr": binomial_stderr(wins, n), "n": n,
-            "ci_rate_low": low, "ci_rate_high": high,
+            "success_rate": rate, "stderr": stderr, "n": n, "ci_rate_low": low, "ci_rate_high": high,
             "diff_vs_round0": vs_round0.diff, "ci_low": vs_round0.ci_low, "ci_high": vs_round0.ci_high,
             "p_value": vs_round0.p_value,
-            "diff_vs_other": vs_other.diff if vs_other.n else float("nan"), "ci_low_vs_other": vs_other.ci_low,
+            "diff_vs_other": vs_other.diff, "ci_low_vs_other": vs_other.ci_low,
             "ci_high_vs_other": vs_other.ci_high, "p_value_vs_other": vs_other.p_value,
             "seeds": len(group), "success_rate_mean": float(rates.mean()),
             "success_rate_std": float(rates.std(ddof=1)) if len(group) > 1 else float("nan"),
@@ -240,19 +315,45 @@ def summarize_rows(rows: pd.DataFrame, outcomes: dict[tuple, Outcomes]) -> pd.Da
             "fit_jitter_mm": float(group["fit_jitter_mm"].astype(float).mean()) if fits.notna().any() else float("nan"),
             "fit_ok": bool(group["fit_ok"].all()),
             "reused_seeds": int(group["reused"].astype(bool).sum()),
+            "unit": vs_round0.unit or vs_other.unit, "states": vs_round0.states,
+            "design_effect": vs_round0.design_effect, "between_seed_sd": vs_round0.between_seed_sd,
         })
     return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
-
-
-def _empty() -> PairedComparison:
-    nan = float("nan")
-    return PairedComparison(0, nan, nan, 0, 0, nan, nan, nan, nan, nan)
 
 
 def build_report(store: "Store", task: str | None = None, run: str | None = None) -> RunReport:
     """The report of every SIME run in the store (or one task / run)."""
     rows, outcomes = gather(store, task, run)
-    return RunReport(rows=rows, summary=summarize_rows(rows, outcomes))
+    return RunReport(rows=rows, summary=summarize_rows(rows, outcomes),
+                     mixed_without_exploration=mixed_without_exploration(store, rows))
+
+
+def mixed_states(store: "Store", version: str) -> tuple[int, int]:
+    """(initial states whose trials disagreed, initial states with 2+ trials) of a rollout version."""
+    rows = store.episodes(version=version, columns=["episode_id", "init_state_id", "success"])
+    if rows.empty:
+        return 0, 0
+    success = rows["success"].fillna(False).astype(bool)
+    per_state = success.groupby(rows["init_state_id"]).agg(["mean", "size"])
+    repeated = per_state[per_state["size"] > 1]
+    return int(((repeated["mean"] > 0) & (repeated["mean"] < 1)).sum()), len(repeated)
+
+
+def mixed_without_exploration(store: "Store", rows: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per run: mixed and repeated collection states of round 0's rollouts without exploration, over its seeds."""
+    from .names import Chain
+
+    found: dict[str, tuple[int, int]] = {}
+    for (run, task), group in rows.groupby(["run", "task"]):
+        mixed = total = 0
+        for seed in sorted(set(group["seed"])):
+            version = Chain(task, run, int(seed), "baseline").collect_version(0)
+            if store.has_version(version):
+                m, t = mixed_states(store, version)
+                mixed, total = mixed + m, total + t
+        if total:
+            found[run] = (mixed, total)
+    return found
 
 
 # ---------------------------------------------------------------------- files
@@ -303,7 +404,7 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
         rate_ax.grid(True, alpha=0.3)
         rate_ax.legend(fontsize=8, loc="lower right")
         diff_ax.axhline(0.0, color="black", linewidth=0.8)
-        diff_ax.set_title("paired difference vs round 0, 95% CI (McNemar p)", fontsize=9)
+        diff_ax.set_title("paired difference vs round 0, 95% CI " + ("(t over seeds)" if int(summary["seeds"].max()) > 1 else "(clustered by state)"), fontsize=9)
         diff_ax.set_xlabel("round")
         diff_ax.set_ylabel("success rate - round 0")
         rounds = sorted(r for r in summary["round"].unique() if r > 0)

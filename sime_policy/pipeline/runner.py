@@ -121,11 +121,12 @@ def describe(config: PipelineConfig, store: "Store", out: Path, executor_descrip
     def steps(limit: int | None) -> str:
         return f" ({limit} steps)" if limit is not None else ""
 
+    baseline = ("without exploration" if config.baseline_exploration == "none"
+                else f"with {config.baseline_exploration}")
     if config.held_out:
         score = (f"score on {config.eval_states} held-out states x {config.evaluation_trials} trials"
                  f"{steps(config.evaluation_max_steps)}; data from {config.init_states} collection states x "
-                 f"{config.trials} trials{steps(config.max_steps)} without exploration (baseline) and with SIME "
-                 "exploration")
+                 f"{config.trials} trials{steps(config.max_steps)} {baseline} (baseline) and with SIME exploration")
     else:
         score = (f"score and baseline data on the {config.init_states} collection states x {config.trials} trials "
                  "(the reference's protocol: the score is measured on states whose successes are trained on); SIME "

@@ -5,7 +5,8 @@ version with other training seeds and score each on the run's own held-out (stat
 
 Each retraining goes to `<out>/seed_variance/<branch>/round<R>/train_seed<N>/` (resumable: a finished one is
 reused) and its evaluation to the version `<task>/sime/<run>/seed<S>/<branch>/round<R>/train_seed<N>/eval`.
-The table compares each with the run's round 0 on the same pairs (exact McNemar), next to the run's own result.
+The table compares each with the run's round 0 on the same pairs (t interval clustered by initial state), next to
+the run's own result.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .paired_stats import PairedComparison
+from .replicate_stats import Difference
 
 from .config import PipelineConfig, get_pipeline_preset
 from .names import Chain
@@ -56,13 +57,13 @@ class SeedResult:
     eval_version: str
     success_rate: float
     n: int
-    vs_round0: PairedComparison
+    vs_round0: Difference
 
 
 def compare_training_seeds(store: object, config: PipelineConfig, out: Path, seeds: Sequence[int],
                            branch: str = "sime", round_: int = 1, progress: bool = True) -> list[SeedResult]:
     """The run's own round-r result for its first seed, then one retraining per training seed in `seeds`."""
-    from .paired_stats import compare_outcomes
+    from .replicate_stats import paired_difference
 
     chain = Chain(config.task, config.name, config.seeds[0], branch)
     round0 = evaluation_outcomes(store, chain.eval_version(0), chain.seed)
@@ -72,7 +73,7 @@ def compare_training_seeds(store: object, config: PipelineConfig, out: Path, see
     for seed, own, version in versions:
         outcomes = evaluation_outcomes(store, version, chain.seed)
         results.append(SeedResult(seed, own, version, sum(outcomes.values()) / max(1, len(outcomes)), len(outcomes),
-                                  compare_outcomes(round0, outcomes)))
+                                  paired_difference(round0, outcomes)))
     return results
 
 

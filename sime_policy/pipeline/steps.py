@@ -220,6 +220,15 @@ def exploration_of(config: PipelineConfig) -> Exploration:
                        tau1=config.tau1, tau2=config.tau2, noise_units=config.noise_units)
 
 
+def baseline_exploration_of(config: PipelineConfig) -> Exploration:
+    """The baseline branch's collection: none (sampling randomness only), action noise or DDIM eta."""
+    if config.baseline_exploration == "action_noise":
+        return Exploration("action_noise", noise_scale=config.baseline_noise_scale)
+    if config.baseline_exploration == "ddim_eta":
+        return Exploration("ddim_eta", eta=config.baseline_eta)
+    return NO_EXPLORATION
+
+
 
 
 def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: int, kind: str,
@@ -232,11 +241,13 @@ def rollout_step(store: "Store", config: PipelineConfig, chain: Chain, round_: i
     name = chain.rollout_version(kind, round_)
     if store.has_version(name):
         return StepOutcome(kind, name, ran=False)
-    exploration = exploration_of(config) if kind == "explore" else NO_EXPLORATION
+    exploration = {"explore": exploration_of(config), "collect": baseline_exploration_of(config)}.get(kind,
+                                                                                                   NO_EXPLORATION)
     trials = config.evaluation_trials if kind == "eval" and config.held_out else config.trials
     chosen = states.of(kind)
     where = "held-out evaluation states" if kind == "eval" and config.held_out else "collection states"
-    noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else ""
+    noise = f", sime noise {config.noise_scale:g} ({config.noise_units})" if kind == "explore" else \
+        f", baseline {config.baseline_exploration}" if kind == "collect" and exploration.mode != "none" else ""
     say(chain, round_, f"{kind}: {len(chosen)} {where} x {trials} trials{noise} -> {name}")
     result = collect_rollouts(store, policy, task=config.task, init_states=list(chosen), trials=trials,
                               exploration=exploration, seed=chain.seed, workers=config.workers, round=round_,

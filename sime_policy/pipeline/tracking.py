@@ -8,7 +8,7 @@ Where it goes (wandb runs are offline unless $WANDB_MODE says otherwise, under `
   writes it (a spawned process or a Ray task writes only its own training directory).
 - per branch, one step per round: ``<out>/tracking/<branch>/tensorboard`` and wandb run ``<name>/<branch>`` in
   group ``<name>/rounds`` (job type ``rounds``): ``eval/*`` (success rate, s.e., n, 95% interval),
-  ``paired/vs_round0/*`` and ``paired/vs_other/*`` (difference, interval, McNemar p, from the run's report),
+  ``paired/vs_round0/*`` and ``paired/vs_other/*`` (difference, interval, p-value, from the run's report),
   ``data/collect/*`` and ``data/explore/*`` (success rates of the collections), ``data/train_*``, ``fit/*``
   (mean over seeds; ``seed<S>/...`` too with several seeds), a text line ``round`` and, on the SIME branch, the
   video ``eval/video`` of one evaluation episode. The pipeline's own process writes these after each round,

@@ -14,6 +14,8 @@ LOWDIM_TWO_ARM = LOWDIM_SINGLE_ARM + ("obs/robot1_eef_pos", "obs/robot1_eef_quat
 IMAGE_PROPRIO = ("obs/robot0_eef_pos", "obs/robot0_eef_quat", "obs/robot0_gripper_qpos")
 SCHEDULERS = ("ddim", "ddpm")
 PREDICTION_TYPES = ("epsilon", "sample")
+#: how low-dim observations enter the condition: min-max normalised to [-1, 1], or raw (as the SIME reference)
+OBS_CONDITIONS = ("minmax", "raw")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class PolicyConfig:
     image_feature_dim: int = setting(512, "features per camera from the image encoder", positive=True)
     crop_hw: tuple[int, int] | None = setting(None, "random crop (height, width) of image keys; unset: 90% of the "
                                                     "stored size", positive=True)
+    obs_condition: str = setting("minmax", "low-dim observations in the condition: min-max normalised to [-1, 1] "
+                                           "(default) or raw, unnormalised, as the SIME reference feeds them",
+                                 choices=OBS_CONDITIONS)
+    obs_range_floor: float = setting(0.0, "with minmax: each low-dim dimension's range is widened (about its "
+                                          "centre) to at least this many raw units, so a near-constant dimension "
+                                          "is not blown up (0: no floor)")
 
     def validate(self) -> "PolicyConfig":
         """Raise ValueError on inconsistent settings; return self."""
@@ -50,6 +58,10 @@ class PolicyConfig:
             raise ValueError(f"n_action_steps={self.n_action_steps} does not fit in horizon={self.horizon} "
                              f"after n_obs_steps={self.n_obs_steps}")
         check_fields(self)
+        if self.obs_range_floor < 0:
+            raise ValueError(f"obs_range_floor must be >= 0, got {self.obs_range_floor}")
+        if self.obs_condition == "raw" and self.obs_range_floor:
+            raise ValueError("obs_range_floor applies to the minmax condition; the raw condition has no range")
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
             raise ValueError("num_inference_steps must be between 1 and num_train_timesteps")
         return self
@@ -170,7 +182,10 @@ def _sime_reference(task: str, obs_keys: tuple[str, ...], image: bool) -> Callab
     clip_sample, epsilon prediction, 20 inference steps; AdamW lr 3e-4, betas (0.95, 0.999), weight decay
     1e-6, cosine schedule with 2000 warm-up steps; 1000 epochs x 100 iterations (100k steps) at batch 64
     (can state-based: 60); no EMA, no validation split, the last checkpoint is evaluated; image policies
-    use a GroupNorm ResNet-18 with 64 output features per camera and no crop (crop_shape unset).
+    use a GroupNorm ResNet-18 with 64 output features per camera and no crop (crop_shape unset). Low-dim
+    observations enter the global condition raw, unnormalised (src/policy/diffusion.py concatenates the image
+    features with the raw low-dim vector; only actions are normalised), so exploration noise of 0.01 means 0.01
+    in observation units, as in the paper.
     """
 
     def make() -> ExperimentConfig:
@@ -179,7 +194,7 @@ def _sime_reference(task: str, obs_keys: tuple[str, ...], image: bool) -> Callab
         policy = PolicyConfig(obs_keys=obs_keys, horizon=20, n_obs_steps=1, n_action_steps=20, down_dims=down_dims,
                               diffusion_step_embed_dim=256, kernel_size=5, n_groups=8, num_train_timesteps=100,
                               num_inference_steps=20, scheduler="ddim", image_feature_dim=64,
-                              crop_hw=(84, 84) if image else None)
+                              crop_hw=(84, 84) if image else None, obs_condition="raw")
         train = TrainConfig(steps=100_000, batch_size=64 if image else SIME_REF_BATCH.get(task, 64), lr=3e-4,
                             betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=2000, use_ema=False, val_ratio=0.0,
                             checkpoint_every=5000, grad_clip=0.0)

@@ -68,9 +68,37 @@ class Normalizer(nn.Module):
                     "max": getattr(self, self._buffer_name(k, "max")).tolist()} for k in self._keys}
 
 
-def fit_normalizer(data: "VersionData", keys: Iterable[str]) -> Normalizer:
-    """Fit min-max maps on every frame of loaded version data, for the given (non-image) keys."""
+#: the range that maps values onto themselves (x * 1 + 0): a key left in raw units
+IDENTITY_RANGE = (-1.0, 1.0)
+
+
+def condition_range(minimum: np.ndarray, maximum: np.ndarray, mode: str = "minmax",
+                    floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The (low, high) a low-dim key is mapped from onto [-1, 1] in the policy's condition.
+
+    ``minmax``: the data's range, each dimension widened about its centre to at least `floor` raw units;
+    ``raw``: the identity (the SIME reference feeds the unnormalised observation vector).
+    """
+    minimum = np.asarray(minimum, dtype=np.float64)
+    maximum = np.asarray(maximum, dtype=np.float64)
+    if mode == "raw":
+        return np.full_like(minimum, IDENTITY_RANGE[0]), np.full_like(maximum, IDENTITY_RANGE[1])
+    if mode != "minmax":
+        raise ValueError(f"unknown observation condition {mode!r}; choose minmax or raw")
+    if floor <= 0:
+        return minimum, maximum
+    centre, half = (minimum + maximum) / 2.0, np.maximum(maximum - minimum, floor) / 2.0
+    return centre - half, centre + half
+
+
+def fit_normalizer(data: "VersionData", keys: Iterable[str], condition_keys: Iterable[str] = (),
+                   mode: str = "minmax", floor: float = 0.0) -> Normalizer:
+    """Fit min-max maps on every frame of loaded version data, for the given (non-image) keys.
+
+    `condition_keys` (low-dim observations) get their range through `condition_range(mode, floor)`.
+    """
     keys = list(keys)
+    conditioned = set(condition_keys)
     stats: dict[str, dict[str, np.ndarray]] = {}
     lazy = [k for k in keys if k not in data.data]
     if lazy:  # image-sized arrays the loader left in Zarr: sime_data's streaming statistics read them
@@ -81,4 +109,7 @@ def fit_normalizer(data: "VersionData", keys: Iterable[str]) -> Normalizer:
         if key not in stats:  # the same float64 reduction as sime_data.stats.version_stats
             values = data.data[key].astype(np.float64, copy=False)
             stats[key] = {"min": values.min(axis=0), "max": values.max(axis=0)}
+    for key in conditioned & set(keys):
+        low, high = condition_range(stats[key]["min"], stats[key]["max"], mode, floor)
+        stats[key] = {"min": low, "max": high}
     return Normalizer({k: stats[k] for k in keys})

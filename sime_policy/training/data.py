@@ -29,8 +29,11 @@ class TrainingData:
     val_ids: list[str]
 
     def normalizer(self, config: PolicyConfig) -> Normalizer:
-        """Min-max maps of the action and low-dim observation keys, fitted on every frame of the version."""
-        return fit_normalizer(self.frames, [config.action_key, *self.shapes.lowdim_keys()])
+        """Min-max maps of the action and low-dim observation keys, fitted on every frame of the version (the
+        observations' maps as the config's `obs_condition` and `obs_range_floor` say)."""
+        lowdim = self.shapes.lowdim_keys()
+        return fit_normalizer(self.frames, [config.action_key, *lowdim], condition_keys=lowdim,
+                              mode=config.obs_condition, floor=config.obs_range_floor)
 
     def samplers(self, config: PolicyConfig, frame_weights: Mapping[str, Any] | None = None,
                  val_ratio: float = 0.0) -> "tuple[SequenceSampler, SequenceSampler | None]":

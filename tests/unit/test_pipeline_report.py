@@ -53,12 +53,22 @@ def test_report_summarises_seeds_rounds_and_branches(store: sime_data.Store, tmp
     row = report.summary[(report.summary["round"] == 1) & (report.summary["branch"] == "sime")].iloc[0]
     assert row["seeds"] == 2 and row["n"] == 16
     assert row["success_rate_std"] == pytest.approx(np.std([0.625, 0.75], ddof=1))
-    # paired on (seed, state, trial): SIME round 1 wins 3 + 2 pairs round 0 lost, loses none
+    # two seeds: the seed is the unit. Per seed (8 pairs, states s0-s3 x trials 0-1), SIME round 1 minus round 0
+    # is 3/8 (seed 1) and 2/8 (seed 2): mean 0.3125. Two-way clustered variance with residuals
+    # (d - 0.3125) / 16: by seed 2/1 * 2 * (0.5/16)^2 = 1/256; by state (1 of 4 pairs won in s1-s3, 2 in s0)
+    # 4/3 * (0.75^2 + 3 * 0.25^2) / 256 = 1/256; by seed x state cell 8/7 * (5 * 0.375^2 + 3 * 0.625^2) / 256.
+    # Their sum V_seed + V_state - V_cell is negative, so the larger one-way variance is used: s.e. 1/16, 1 df.
     assert row["diff_vs_round0"] == pytest.approx(5 / 16)
-    assert row["p_value"] == pytest.approx(2 / 2 ** 5)                   # exact McNemar, 5 vs 0
-    se = np.sqrt(5 - 25 / 16) / 16
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((5 / 16 - 1.959964 * se, 5 / 16 + 1.959964 * se), abs=1e-5)
-    assert row["diff_vs_other"] == pytest.approx(4 / 16) and row["p_value_vs_other"] == pytest.approx(2 / 2 ** 4)
+    t1 = 12.706204736174707                                              # t(0.975, 1 df)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((5 / 16 - t1 / 16, 5 / 16 + t1 / 16))
+    from scipy.stats import t as student
+
+    assert row["p_value"] == pytest.approx(2 * student.sf(5.0, 1))       # (5/16) / (1/16) = 5
+    assert row["unit"].startswith("2 seeds") and row["between_seed_sd"] == pytest.approx(np.std([3 / 8, 2 / 8], ddof=1))
+    # SIME minus baseline: 2/8 in both seeds (no variance between seeds); by state 4/3 * 2/256, by cell 8/7 * 2/256
+    se_other = np.sqrt(4 / 3 * 2 / 256 - 8 / 7 * 2 / 256)
+    assert row["diff_vs_other"] == pytest.approx(4 / 16)
+    assert row["p_value_vs_other"] == pytest.approx(2 * student.sf(0.25 / se_other, 1))
     round0 = report.summary[report.summary["round"] == 0].iloc[0]
     assert np.isnan(round0["diff_vs_round0"]) and round0["n"] == 16
     for column in ("round", "branch", "success_rate", "stderr", "n", "diff_vs_round0", "ci_low", "ci_high", "p_value"):
@@ -74,7 +84,10 @@ def test_report_summarises_seeds_rounds_and_branches(store: sime_data.Store, tmp
     assert pd.read_csv(files["summary"])["success_rate_mean"].round(4).tolist() == \
         report.summary["success_rate_mean"].round(4).tolist()
     text = files["markdown"].read_text()
-    assert "| 1 | sime | 0.688 | 0.116 | 16 | +0.312 [+0.085, +0.540] | 0.0625 | +0.250 [+0.038, +0.462] | 0.125 |" in text
+    line = next(x for x in text.splitlines() if x.startswith("| 1 | sime |"))
+    assert line.startswith("| 1 | sime | 0.688 |")
+    assert "| 16 | +0.312 [-0.482, +1.107] | 0.126 | +0.250 [-0.240, +0.740] | 0.0975 |" in line  # the values above
+    assert "each seed is one run (the unit)" in text
     assert "not held out" in text                                      # these evaluations were on collection states
     assert "round 1 sime is better than round 0 by +0.312" in text and "not significant at 0.05" in text
 
@@ -151,6 +164,10 @@ def test_presets_follow_the_papers_protocol_and_budget_flags_replace_each_other(
     assert (paper.task, paper.demos, paper.init_states, paper.trials, paper.threshold) == ("lift", 10, 100, 5, 0.5)
     assert paper.seeds == (233, 2333, 23333, 233333) and paper.noise_scale == 0.01 and paper.noise_units == "raw"
     assert paper.max_steps == 400 and paper.preset == "lift_lowdim_ref" and paper.held_out
+    # the reference feeds the raw low-dim observation vector into the condition: 0.01 raw noise means 0.01
+    assert paper.experiment(233).policy.obs_condition == "raw"
+    quick_policy = get_pipeline_preset("quick").experiment(233).policy
+    assert (quick_policy.obs_condition, quick_policy.obs_range_floor) == ("minmax", 0.1)   # the probe's decision
     assert get_pipeline_preset("paper-can").base_version == "can/core_20"
     assert get_pipeline_preset("paper-can-multi").rounds == 5
     quick = get_pipeline_preset("quick").validate()

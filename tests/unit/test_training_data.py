@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from test_trainer import make_store, tiny_config
 
 import sime_data.sampler as sampler_module
@@ -86,3 +87,39 @@ def test_missing_keys_are_a_policy_input_error(store):
     bad = dataclasses.replace(config, obs_keys=("obs/pos", "obs/camera"))
     with pytest.raises(PolicyInputError, match="lacks key"):
         load_training_data(store, store.version("v1"), bad, val_ratio=0.0, seed=0)
+
+
+@pytest.mark.parametrize("condition, floor", [("minmax", 0.0), ("minmax", 5.0), ("raw", 0.0)])
+def test_the_observation_condition_is_normalised_floored_or_raw_and_survives_a_checkpoint(store, tmp_path, condition,
+                                                                                         floor):
+    from sime_policy.training.checkpoint import load_checkpoint, policy_from_checkpoint
+
+    config = tiny_config(steps=2)
+    config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, obs_condition=condition,
+                                                                    obs_range_floor=floor))
+    data = load_training_data(store, store.version("v1"), config.policy, val_ratio=0.0, seed=0)
+    normalizer = data.normalizer(config.policy)
+    pos = data.frames.data["obs/pos"].astype(np.float64)
+    low, high = pos.min(axis=0), pos.max(axis=0)
+    raw = torch.as_tensor(pos[:7], dtype=torch.float32)
+    mapped = normalizer.normalize("obs/pos", raw).numpy()
+    if condition == "raw":     # the reference: observations enter the condition unnormalised
+        np.testing.assert_allclose(mapped, pos[:7], rtol=1e-6)
+    else:                      # [low, high] widened about its centre to at least `floor` maps onto [-1, 1]
+        span = np.maximum(high - low, floor)
+        centre = (low + high) / 2
+        np.testing.assert_allclose(mapped, (pos[:7] - centre) / (span / 2), rtol=1e-5, atol=1e-6)
+    actions = data.frames.data["actions"].astype(np.float64)   # actions are always min-max normalised
+    ends = normalizer.normalize("actions", torch.as_tensor(actions, dtype=torch.float32)).numpy()
+    assert ends.min() == pytest.approx(-1.0, abs=1e-5) and ends.max() == pytest.approx(1.0, abs=1e-5)
+    result = train(store, "v1", config, tmp_path / "run", progress=False)
+    policy = policy_from_checkpoint(load_checkpoint(result.final_checkpoint))[0]
+    np.testing.assert_allclose(policy.normalizer.normalize("obs/pos", raw).numpy(), mapped, rtol=1e-6, atol=1e-7)
+    assert policy.config.obs_condition == condition
+
+
+def test_a_range_floor_with_the_raw_condition_is_refused():
+    with pytest.raises(ValueError, match="obs_range_floor applies to the minmax condition"):
+        dataclasses.replace(tiny_config().policy, obs_condition="raw", obs_range_floor=0.1).validate()
+    with pytest.raises(ValueError, match="obs_condition must be one of"):
+        dataclasses.replace(tiny_config().policy, obs_condition="zscore").validate()
