@@ -136,8 +136,8 @@ class RayExecutor:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, (ValueError, KeyError, FileNotFoundError)):
                     raise cause from None
-                raise RuntimeError(f"a pipeline task failed on the Ray cluster: {cause or exc}; rerun the same command to "
-                                   "resume") from None
+                raise RuntimeError(f"a pipeline task failed on the Ray cluster: {cause or exc}; rerun the same "
+                                   "command to resume") from None
             yield refs[done[0]], result
 
     def close(self) -> None:

@@ -225,7 +225,8 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
-def _by_seed(outcomes: dict[tuple, Outcomes], run: str, round_: int, branch: str, seeds: list[int]) -> dict[int, Outcomes]:
+def _by_seed(outcomes: dict[tuple, Outcomes], run: str, round_: int, branch: str,
+             seeds: list[int]) -> dict[int, Outcomes]:
     return {seed: outcomes.get((run, seed, round_, branch), {}) for seed in seeds}
 
 
@@ -404,7 +405,8 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
         rate_ax.grid(True, alpha=0.3)
         rate_ax.legend(fontsize=8, loc="lower right")
         diff_ax.axhline(0.0, color="black", linewidth=0.8)
-        diff_ax.set_title("paired difference vs round 0, 95% CI " + ("(t over seeds)" if int(summary["seeds"].max()) > 1 else "(clustered by state)"), fontsize=9)
+        unit = "(t over seeds)" if int(summary["seeds"].max()) > 1 else "(clustered by state)"
+        diff_ax.set_title(f"paired difference vs round 0, 95% CI {unit}", fontsize=9)
         diff_ax.set_xlabel("round")
         diff_ax.set_ylabel("success rate - round 0")
         rounds = sorted(r for r in summary["round"].unique() if r > 0)
@@ -412,6 +414,13 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
         diff_ax.set_xlim(min(rounds or [1]) - 0.5, max(rounds or [1]) + 0.5)  # room for the p-value labels
         diff_ax.margins(y=0.15)
         diff_ax.grid(True, alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a matplotlib figure; the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -7,7 +7,7 @@ rollouts, derived from the study seed and the replicate's number), its own colle
 run's, with --shared-collection-states) and its own held-out evaluation states. Round 0 is shared by default: it
 is trained once (``<out>/round0``) and every replicate starts from that checkpoint, so the study measures the
 variation of collecting, selecting and retraining from one round-0 policy, not of round 0's own training (the
-report says so; --no-shared-round0 trains one per replicate). Every replicate's round 0 is scored on the
+report says so; --no-share-round0 trains one per replicate). Every replicate's round 0 is scored on the
 replicate's own evaluation states, so each replicate's difference is paired on its own (state, trial) pairs.
 
 A study resumes where it stopped (every replicate is a resumable run), runs replicates at once (--parallel, or

@@ -21,15 +21,15 @@ import pandas as pd
 from .paired_stats import format_p
 from .replicate_stats import (ReplicatedDifference, paired_difference, replicated_difference,
                               replicates_for_half_width, replicates_for_power)
-from .report import gather
+from .report import gather, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
 
-#: (label, branch B, branch A): B - A on the replicate's pairs; "round0" is round 0's evaluation
-COMPARISONS = (("SIME round 1 - round 0", "sime", "round0"),
-               ("baseline round 1 - round 0", "baseline", "round0"),
-               ("SIME - baseline (round 1)", "sime", "baseline"))
+#: (label, column, B, A): B - A on the replicate's pairs; "round0" is round 0's evaluation
+COMPARISONS = (("SIME round 1 - round 0", "sime_vs_round0", "sime", "round0"),
+               ("baseline round 1 - round 0", "baseline_vs_round0", "baseline", "round0"),
+               ("SIME - baseline (round 1)", "sime_vs_baseline", "sime", "baseline"))
 EFFECTS = (0.05, 0.07)
 TARGET_HALF_WIDTH = 0.05
 SUMMARY_COLUMNS = ["comparison", "replicates", "mean", "ci_low", "ci_high", "half_width", "p_value", "between_sd",
@@ -73,19 +73,21 @@ class StudyReport:
         lines += ["", "Across replicates (the replicate is the unit: mean of the replicates' differences, 95% t "
                   "interval over replicates, two-way clustered by replicate and initial state):", "",
                   "| comparison | replicates | mean [95% CI] | p | between-replicate sd | within-replicate s.e. | "
-                  "replicates for +0.05 / +0.07 (80% power) | replicates for ±0.05 |", "|---|---|---|---|---|---|---|---|"]
+                  "replicates for +0.05 / +0.07 (80% power) | replicates for ±0.05 |",
+                  "|---|---|---|---|---|---|---|---|"]
         for _, row in self.summary.iterrows():
             lines.append(f"| {row['comparison']} | {row['replicates']} | "
                          f"{_ci(row['mean'], row['ci_low'], row['ci_high'])} | {format_p(row['p_value'])} | "
-                         f"{_num(row['between_sd'])} | {_num(row['within_se'])} | {_count(row['replicates_for_0.05'])} / "
-                         f"{_count(row['replicates_for_0.07'])} | {_count(row['replicates_for_half_width_0.05'])} |")
+                         f"{_num(row['between_sd'])} | {_num(row['within_se'])} | "
+                         f"{_count(row['replicates_for_0.05'])} / {_count(row['replicates_for_0.07'])} | "
+                         f"{_count(row['replicates_for_half_width_0.05'])} |")
         lines += ["", "```", self.text_forest(), "```", "", self.verdict(), ""]
         return "\n".join(lines)
 
     def text_forest(self, key: str = "sime_vs_round0", width: int = 61) -> str:
         """The forest plot as text: one line per replicate (o, its 95% CI as -) and the mean over replicates (#)."""
         reps = self.replicates
-        label = {"sime_vs_round0": COMPARISONS[0][0], "sime_vs_baseline": COMPARISONS[2][0]}[key]
+        label = next(name for name, column, _, _ in COMPARISONS if column == key)
         result = self.across.get(label)
         lows = [*reps[f"{key}_low"], *([result.ci_low] if result and result.replicates > 1 else [])]
         highs = [*reps[f"{key}_high"], *([result.ci_high] if result and result.replicates > 1 else [])]
@@ -170,7 +172,7 @@ def build_study_report(store: "Store", task: str, study: str, shared_round0: boo
                        out: str | Path | None = None) -> StudyReport:
     """The study's report from the store (wall times from `out` when given)."""
     out = Path(out) if out is not None else None
-    records, pairs = [], {label: {} for label, _, _ in COMPARISONS}
+    records, pairs = [], {label: {} for label, _, _, _ in COMPARISONS}
     for number, run in replicate_runs(store, task, study):
         rows, outcomes = gather(store, task, run)
         if rows.empty or not {1}.issubset(set(rows["round"])):
@@ -184,10 +186,8 @@ def build_study_report(store: "Store", task: str, study: str, shared_round0: boo
         record: dict[str, Any] = {"replicate": number, "run": run, "seed": seed}
         for branch, outcome in scored.items():
             record[branch] = sum(outcome.values()) / len(outcome)
-        for label, b, a in COMPARISONS:
+        for label, key, b, a in COMPARISONS:
             one = paired_difference(scored[a], scored[b])
-            key = {"SIME round 1 - round 0": "sime_vs_round0", "baseline round 1 - round 0": "baseline_vs_round0",
-                   "SIME - baseline (round 1)": "sime_vs_baseline"}[label]
             record.update({key: one.diff, f"{key}_low": one.ci_low, f"{key}_high": one.ci_high,
                            f"{key}_p": one.p_value, f"{key}_se": one.stderr})
             pairs[label][run] = (scored[a], scored[b])
@@ -201,7 +201,7 @@ def build_study_report(store: "Store", task: str, study: str, shared_round0: boo
         record["wall_s"] = _wall_time(out, run)
         records.append(record)
     replicates = pd.DataFrame.from_records(records)
-    across = {label: replicated_difference(pairs[label]) for label, _, _ in COMPARISONS if pairs[label]}
+    across = {label: replicated_difference(pairs[label]) for label, _, _, _ in COMPARISONS if pairs[label]}
     summary = pd.DataFrame.from_records([_summary_row(label, result, replicates)
                                          for label, result in across.items()], columns=SUMMARY_COLUMNS)
     return StudyReport(study, task, replicates, summary, shared_round0, across)
@@ -215,7 +215,8 @@ def _summary_row(label: str, result: ReplicatedDifference, replicates: pd.DataFr
     return {"comparison": label, "replicates": result.replicates, "mean": result.mean, "ci_low": result.ci_low,
             "ci_high": result.ci_high, "half_width": result.half_width, "p_value": result.p_value,
             "between_sd": sd, "within_se": result.within_se,
-            "replicates_for_0.05": replicates_for_power(0.05, sd), "replicates_for_0.07": replicates_for_power(0.07, sd),
+            "replicates_for_0.05": replicates_for_power(0.05, sd),
+            "replicates_for_0.07": replicates_for_power(0.07, sd),
             "replicates_for_half_width_0.05": replicates_for_half_width(TARGET_HALF_WIDTH, sd), "note": note}
 
 
@@ -231,7 +232,7 @@ def plot_forest(report: StudyReport, path: Path) -> Path | None:
     reps = report.replicates
     if reps.empty:
         return None
-    panels = [("SIME round 1 - round 0", "sime_vs_round0"), ("SIME - baseline (round 1)", "sime_vs_baseline")]
+    panels = [(label, key) for label, key, _, _ in COMPARISONS if key != "baseline_vs_round0"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.32 * (len(reps) + 2)), squeeze=False, sharey=True)
     labels = [f"r{n:03d}" for n in reps["replicate"]] + ["", "all (run-level)"]
     for ax, (label, key) in zip(axes[0], panels):
@@ -257,11 +258,7 @@ def plot_forest(report: StudyReport, path: Path) -> Path | None:
         ax.set_ylim(-1, offset + 1.5)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"study {report.study} ({report.task}): {len(reps)} replicate(s)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_study_report(report: StudyReport, out: str | Path) -> dict[str, Path]:

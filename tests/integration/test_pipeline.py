@@ -268,24 +268,3 @@ def test_fit_gate_stops_a_poorly_fitted_round_before_its_rollouts(tmp_path: Path
     assert not store.has_version(Chain("lift", "gate", 7, "sime").eval_version(0))    # nothing rolled out
     assert store.episodes(where="source = 'rollout'").empty
 
-
-def test_the_baseline_can_collect_with_the_references_other_baselines(tmp_path: Path) -> None:
-    """--baseline-exploration action_noise: the baseline's data come from noisy actions (sigma 0.05), so its trials
-    of one state differ, while the score and the SIME data are unchanged in kind."""
-    from sime_policy.pipeline.runner import RoundJob, run_round
-    from sime_policy.pipeline.steps import ensure_demos, initial_states
-
-    store_path, out = tmp_path / "store", tmp_path / "out"
-    config = TINY.with_updates(name="noisy", baseline_exploration="action_noise", init_states=1, trials=2,
-                               eval_states=1).validate()
-    ensure_demos(sime_data.open_store(store_path, create=True), config, progress=False)
-    run_round(RoundJob(config, str(store_path), str(out), 7, "sime", 0, initial_states(config), progress=False))
-    store = sime_data.open_store(store_path)
-    chain = Chain("lift", "noisy", 7, "baseline")
-    collect = store.version(chain.collect_version(0))
-    assert collect.rule["exploration"]["explore_mode"] == "action_noise"
-    assert collect.rule["exploration"]["noise_scale"] == 0.05
-    assert store.version(chain.eval_version(0)).rule["exploration"]["explore_mode"] == "none"
-    assert store.version(chain.explore_version(0)).rule["exploration"]["explore_mode"] == "sime"
-    trials = [store.read_episode(e, keys=["actions"])["actions"] for e in collect.episode_ids]
-    assert len(trials) == 2 and not np.array_equal(trials[0], trials[1])     # the same state, different actions

@@ -1,5 +1,6 @@
 """`sime study` end to end on the real simulator: replicates with their own seeds and states, a shared round 0,
-the run-level report and forest plot, and extension of a finished study."""
+the run-level report and forest plot, extension of a finished study, and a baseline with the reference's action
+noise (one flag away)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from sime_policy.pipeline.study_report import SUMMARY_COLUMNS
 
 TINY = PipelineConfig(name="tiny-study", task="lift", demos=5, rounds=1, seeds=(7,), train_steps=8, noise_scale=0.5,
                       threshold=1.01, init_states=2, trials=2, eval_states=3, eval_trials=1, max_steps=24,
-                      eval_max_steps=30, workers=1, envs=3, record_demos=True, eval_states_seed=300_000)
+                      eval_max_steps=30, workers=1, envs=3, record_demos=True, eval_states_seed=300_000,
+                      baseline_exploration="action_noise")
 
 
 def test_a_tiny_study_runs_reports_and_extends(tmp_path: Path) -> None:
@@ -40,13 +42,18 @@ def test_a_tiny_study_runs_reports_and_extends(tmp_path: Path) -> None:
         explored = store.version(chain.explore_version(0))
         assert explored.rule["seed"] == seed                                        # the replicate's own seed
         assert store.version(chain.eval_version(1)).n_episodes == 3
+        # the baseline's data: the reference's action-level noise (sigma 0.05), the score without exploration
+        collect = store.version(chain.collect_version(0))
+        assert collect.rule["exploration"]["explore_mode"] == "action_noise"
+        assert collect.rule["exploration"]["noise_scale"] == 0.05
+        assert evaluation.rule["exploration"]["explore_mode"] == "none"
         selection = store.version(chain.train_version(1, "lift/core_5"))
         assert selection.rule["pipeline"]["eval_states_seed"] == 300_000 + k       # its states seeds recorded
         assert selection.rule["pipeline"]["states_seed"] == TINY.states_seed + k
         round0 = chain.checkpoint_dir(out / "replicates" / config.name, 0)
         assert (round0 / SHARED_ROUND0_MARKER).is_file()
-        assert (round0 / "final.ckpt").read_bytes() == \
-            (Chain("lift", "tiny-study-round0", 7, "sime").checkpoint_dir(out / "round0", 0) / "final.ckpt").read_bytes()
+        shared = Chain("lift", "tiny-study-round0", 7, "sime").checkpoint_dir(out / "round0", 0)
+        assert (round0 / "final.ckpt").read_bytes() == (shared / "final.ckpt").read_bytes()
     assert eval_states[0].isdisjoint(eval_states[1])
 
     # the report: per-replicate rows, the across-replicate summary with its columns, the forest plot
@@ -59,6 +66,7 @@ def test_a_tiny_study_runs_reports_and_extends(tmp_path: Path) -> None:
     assert set(report.summary["replicates"]) == {2}
     text = (out / "report.md").read_text()
     assert "Round 0 is shared" in text and "| comparison | replicates |" in text
+    assert "```" in text and "    mean " in text                                    # the text forest plot
 
     # extending: 3 replicates reuse the first two untouched and add one
     first = Chain("lift", "tiny-study-r001", seeds[0], "sime").eval_version(1)
