@@ -417,11 +417,11 @@ def plot_report(report: RunReport, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def save_figure(fig: Any, path: Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close a matplotlib figure; the path."""
+def save_figure(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Lay out (within `rect` of the figure), write (PNG, 110 dpi) and close a matplotlib figure; the path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -256,9 +256,10 @@ def plot_forest(report: StudyReport, path: Path) -> Path | None:
         ax.set_xlabel("difference in success rate")
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_ylim(-1, offset + 1.5)
-        ax.legend(fontsize=7, loc="lower right")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"study {report.study} ({report.task}): {len(reps)} replicate(s)", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def write_study_report(report: StudyReport, out: str | Path) -> dict[str, Path]:
