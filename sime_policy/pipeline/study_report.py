@@ -21,6 +21,7 @@ import pandas as pd
 from .paired_stats import format_p
 from .replicate_stats import (ReplicatedDifference, paired_difference, replicated_difference,
                               replicates_for_half_width, replicates_for_power)
+from .names import Chain
 from .report import gather, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,15 +62,17 @@ class StudyReport:
                   f"states; its differences are paired on its own (state, trial) pairs, 95% t intervals clustered "
                   f"by initial state. {scope}", ""]
         lines += ["| replicate | seed | round 0 | SIME r1 | baseline r1 | n | SIME - round 0 [95% CI] | p | "
-                  "SIME - baseline [95% CI] | p | SIME data (episodes) | baseline reuses round 0 | wall s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "SIME - baseline [95% CI] | p | training episodes SIME / baseline | steps to succeed r0 / SIME / "
+                  "baseline | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in reps.itertuples():
             lines.append(f"| {row.replicate} | {row.seed} | {row.round0:.3f} | {row.sime:.3f} | {row.baseline:.3f} | "
                          f"{row.n} | {_ci(row.sime_vs_round0, row.sime_vs_round0_low, row.sime_vs_round0_high)} | "
                          f"{format_p(row.sime_vs_round0_p)} | "
                          f"{_ci(row.sime_vs_baseline, row.sime_vs_baseline_low, row.sime_vs_baseline_high)} | "
-                         f"{format_p(row.sime_vs_baseline_p)} | {row.sime_train_episodes} | "
-                         f"{'yes' if row.baseline_reused else 'no'} | {row.wall_s:.0f} |")
+                         f"{format_p(row.sime_vs_baseline_p)} | {row.sime_train_episodes} / "
+                         f"{row.baseline_train_episodes}{' (reuses round 0)' if row.baseline_reused else ''} | "
+                         f"{row.round0_success_steps:.0f} / {row.sime_success_steps:.0f} / "
+                         f"{row.baseline_success_steps:.0f} | {row.wall_s:.0f} |")
         lines += ["", "Across replicates (the replicate is the unit: mean of the replicates' differences, 95% t "
                   "interval over replicates, two-way clustered by replicate and initial state):", "",
                   "| comparison | replicates | mean [95% CI] | p | between-replicate sd | within-replicate s.e. | "
@@ -161,6 +164,13 @@ def replicate_runs(store: "Store", task: str, study: str) -> list[tuple[int, str
     return sorted(found.items())
 
 
+def success_steps(store: "Store", version: str) -> float:
+    """Mean length in steps of a version's successful episodes (nan without any)."""
+    rows = store.episodes(version=version, columns=["episode_id", "success", "length"])
+    won = rows[rows["success"].fillna(False).astype(bool)]
+    return float(won["length"].mean()) if len(won) else float("nan")
+
+
 def _wall_time(out: Path | None, run: str) -> float:
     path = out / "replicates" / run / "replicate.json" if out is not None else None
     if path is None or not path.is_file():
@@ -199,6 +209,9 @@ def build_study_report(store: "Store", task: str, study: str, shared_round0: boo
         record["baseline_reused"] = bool(one_row.loc["baseline", "reused"])
         record["sime_fit_position_mm"] = float(one_row.loc["sime", "fit_position_mm"])
         record["wall_s"] = _wall_time(out, run)
+        for branch, round_ in (("round0", 0), ("sime", 1), ("baseline", 1)):   # how fast each policy succeeds
+            chain = Chain(task, run, seed, "sime" if branch == "round0" else branch)
+            record[f"{branch}_success_steps"] = success_steps(store, chain.eval_version(round_))
         records.append(record)
     replicates = pd.DataFrame.from_records(records)
     across = {label: replicated_difference(pairs[label]) for label, _, _, _ in COMPARISONS if pairs[label]}
