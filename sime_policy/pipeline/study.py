@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -155,6 +156,44 @@ def link_shared_round0(shared_dir: Path, chain: Chain, out: Path) -> None:
     (target / SHARED_ROUND0_MARKER).write_text(json.dumps({"from": str(shared_dir)}, indent=2) + "\n")
 
 
+class WallClock:
+    """A replicate's wall time over all the parts it ran in, kept in <out>/replicate.json every `every_s` seconds
+    (so a part that is killed loses at most that much of its count)."""
+
+    def __init__(self, path: Path, record: dict[str, Any], every_s: float = 30.0) -> None:
+        self.path, self.every_s = path, every_s
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        self.record = {**record, "wall_s": float(earlier.get("wall_s", 0.0)), "parts": int(earlier.get("parts", 0)) + 1,
+                       "done": False}
+        self._base, self._started = self.record["wall_s"], time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="sime-replicate-clock", daemon=True)
+
+    def _write(self, done: bool = False) -> None:
+        self.record.update(wall_s=round(self._base + time.monotonic() - self._started, 1), done=done)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.record, indent=2) + "\n")
+        os.replace(temporary, self.path)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._write()
+
+    def __enter__(self) -> "WallClock":
+        self._write()
+        self._thread.start()
+        return self
+
+    def finish(self) -> dict[str, Any]:
+        """Stop counting and record the replicate as done; its record."""
+        self._stop.set()
+        self._write(done=True)
+        return dict(self.record)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
 def run_replicate(job: ReplicateJob) -> dict[str, Any]:
     """Run (or resume) one replicate, its output in <out>/run.log; its run name, seed and wall time."""
     from .runner import run_pipeline
@@ -164,17 +203,12 @@ def run_replicate(job: ReplicateJob) -> dict[str, Any]:
     chain = Chain(job.config.task, job.config.name, job.config.seeds[0], "sime")
     if job.shared_round0 is not None:
         link_shared_round0(Path(job.shared_round0), chain, out)
-    started = time.monotonic()
-    with open(out / "run.log", "a") as log_file, contextlib.redirect_stdout(log_file):
-        run_pipeline(job.store, job.config, out, progress=False)
-    seconds = time.monotonic() - started
-    timing = out / "replicate.json"
-    earlier = json.loads(timing.read_text()).get("wall_s", 0.0) if timing.is_file() else 0.0
     record = {"index": job.index, "run": job.config.name, "seed": job.config.seeds[0],
-              "states_seed": job.config.states_seed, "eval_states_seed": job.config.eval_states_seed,
-              "wall_s": round(earlier + seconds, 1)}
-    timing.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+              "states_seed": job.config.states_seed, "eval_states_seed": job.config.eval_states_seed}
+    with WallClock(out / "replicate.json", record) as clock, open(out / "run.log", "a") as log_file, \
+            contextlib.redirect_stdout(log_file):
+        run_pipeline(job.store, job.config, out, progress=False)
+        return clock.finish()
 
 
 def train_shared_round0(store: "Store", base: PipelineConfig, study: StudyConfig, out: Path,
