@@ -40,6 +40,19 @@ Key = tuple  # (seed, init_state_id, trial)
 Outcomes = Mapping[Key, bool]
 
 
+def format_p(p: float) -> str:
+    """A p-value for tables: 3 significant digits, '<0.001' below a thousandth."""
+    if math.isnan(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def p_clause(p: float, sep: str = " ") -> str:
+    """'p = 0.672' or 'p < 0.001' for prose and plot labels (`sep` between the parts)."""
+    text = format_p(p)
+    return f"p{sep}<{sep}{text[1:]}" if text.startswith("<") else f"p{sep}={sep}{text}"
+
+
 def _t_quantile(confidence: float, df: float) -> float:
     from scipy.stats import t
 
@@ -92,8 +105,6 @@ class Difference:
 
     def describe(self) -> str:
         """'+0.043 [-0.011, +0.097], p = 0.148 (21 vs 8 discordant of 300 pairs, 150 states)'."""
-        from .paired_stats import p_clause
-
         if self.n == 0:
             return "no shared evaluation pairs"
         return (f"{self.diff:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}], {p_clause(self.p_value)} "
@@ -159,8 +170,6 @@ class ReplicatedDifference:
 
     def describe(self) -> str:
         """'+0.021 [-0.030, +0.072], p = 0.40 over 16 replicates (between-replicate sd 0.090)'."""
-        from .paired_stats import p_clause
-
         if self.replicates < 2:
             return f"{self.replicates} replicate(s): no run-level interval (needs 2 or more)"
         return (f"{self.mean:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}], {p_clause(self.p_value)} over "

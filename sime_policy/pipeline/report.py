@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .config import BRANCHES
-from .paired_stats import format_p, p_clause
-from .replicate_stats import paired_difference, replicated_difference, replicated_difference_of
+from .replicate_stats import format_p, p_clause, paired_difference, replicated_difference, replicated_difference_of
 from sime_data.versions import rule_dict
 
 from .names import parse_rollout_name

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .replicate_stats import Difference
+from .replicate_stats import Difference, paired_difference
 
 from .config import PipelineConfig, get_pipeline_preset
 from .names import Chain
@@ -63,8 +63,6 @@ class SeedResult:
 def compare_training_seeds(store: object, config: PipelineConfig, out: Path, seeds: Sequence[int],
                            branch: str = "sime", round_: int = 1, progress: bool = True) -> list[SeedResult]:
     """The run's own round-r result for its first seed, then one retraining per training seed in `seeds`."""
-    from .replicate_stats import paired_difference
-
     chain = Chain(config.task, config.name, config.seeds[0], branch)
     round0 = evaluation_outcomes(store, chain.eval_version(0), chain.seed)
     versions = [(config.seeds[0], True, chain.eval_version(round_))]

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .paired_stats import format_p
-from .replicate_stats import (ReplicatedDifference, paired_difference, replicated_difference,
+from .replicate_stats import (ReplicatedDifference, format_p, paired_difference, replicated_difference,
                               replicates_for_half_width, replicates_for_power)
 from .names import Chain
 from .report import gather, save_figure

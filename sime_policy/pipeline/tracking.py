@@ -29,7 +29,7 @@ from ..training.fit_report import read_fit_report
 from ..training.tracking import MultiTracker, Tracker, make_tracker, scalar_items
 from .config import BRANCHES, PipelineConfig
 from .names import Chain
-from .paired_stats import p_clause
+from .replicate_stats import p_clause
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store

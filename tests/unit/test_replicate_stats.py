@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 from scipy.stats import t as student
 
-from sime_policy.pipeline.paired_stats import compare_outcomes
-from sime_policy.pipeline.replicate_stats import (StudyDesign, analyse_simulated, paired_difference,
-                                                  power_of_replicates, replicated_difference,
+from sime_policy.pipeline.replicate_stats import (StudyDesign, analyse_simulated, format_p, p_clause,
+                                                  paired_difference, power_of_replicates, replicated_difference,
                                                   replicates_for_half_width, replicates_for_power, simulate_study)
 from sime_policy.pipeline.study import replicate_seed
 
@@ -144,8 +144,23 @@ def test_pooling_replicates_into_one_mcnemar_test_rejects_a_true_null_far_too_of
         for r, (x, y) in study.outcomes().items():
             a.update(x)
             b.update(y)
-        rejected += compare_outcomes(a, b).p_value < 0.05
+        rejected += _pooled_mcnemar_p(a, b) < 0.05
     assert rejected / 300 > 0.3
+
+
+def _pooled_mcnemar_p(a: dict, b: dict) -> float:
+    """The old report's test: exact McNemar over every shared pair as if each were independent."""
+    shared = a.keys() & b.keys()
+    only_b = sum(b[k] and not a[k] for k in shared)
+    only_a = sum(a[k] and not b[k] for k in shared)
+    return 1.0 if only_a + only_b == 0 else binomtest(only_b, only_a + only_b, 0.5).pvalue
+
+
+def test_p_values_read_as_table_cells_and_prose() -> None:
+    assert format_p(0.0004) == "<0.001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "-"
+    assert p_clause(0.6719) == "p = 0.672"
+    assert p_clause(0.00001) == "p < 0.001"
+    assert p_clause(0.0139, sep="") == "p=0.0139"
 
 
 def test_one_run_clustered_test_is_calibrated_where_trials_are_near_copies() -> None:
