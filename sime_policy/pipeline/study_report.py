@@ -21,7 +21,7 @@ import pandas as pd
 from .replicate_stats import (ReplicatedDifference, format_p, paired_difference, replicated_difference,
                               replicates_for_half_width, replicates_for_power)
 from .names import Chain
-from .report import gather, save_figure
+from .report import gather, headless_pyplot, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from sime_data import Store
@@ -234,12 +234,8 @@ def _summary_row(label: str, result: ReplicatedDifference, replicates: pd.DataFr
 
 def plot_forest(report: StudyReport, path: Path) -> Path | None:
     """Forest plot: one row per replicate (difference, 95% CI) and the across-replicate estimate, per comparison."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is in the policy extra
+    plt = headless_pyplot()
+    if plt is None:
         return None
     reps = report.replicates
     if reps.empty:
