@@ -170,10 +170,10 @@ class WallClock:
         self._thread = threading.Thread(target=self._beat, name="sime-replicate-clock", daemon=True)
 
     def _write(self, done: bool = False) -> None:
+        from ..training.checkpoint import atomic_write_bytes
+
         self.record.update(wall_s=round(self._base + time.monotonic() - self._started, 1), done=done)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.record, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        atomic_write_bytes(self.path, (json.dumps(self.record, indent=2) + "\n").encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -184,14 +184,19 @@ class WallClock:
         self._thread.start()
         return self
 
+    def _halt(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()  # no beat may land after the final record
+
     def finish(self) -> dict[str, Any]:
         """Stop counting and record the replicate as done; its record."""
-        self._stop.set()
+        self._halt()
         self._write(done=True)
         return dict(self.record)
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._halt()
 
 
 def run_replicate(job: ReplicateJob) -> dict[str, Any]:
